@@ -1,0 +1,237 @@
+"""The ``wsolbench`` command line: parse, call one library function, print.
+
+Results go to stdout, progress and messages to stderr. A user error prints one
+line ``error: ...`` and exits with 2 (usage) or 1 (a check or run failed); a
+traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wsolbench import __version__
+from wsolbench.config import BENCH_OBJECTIVES, PRESETS, RunConfig, load_config, merge_dicts, parse_overrides
+from wsolbench.errors import WsolbenchError
+
+
+class _Group(click.Group):
+    """Turns wsolbench's user-facing errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WsolbenchError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+class RichProgress:
+    """The library's progress protocol on a rich progress bar (stderr)."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.enabled = enabled
+
+    @contextlib.contextmanager
+    def phase(self, description: str, total: int) -> Iterator[Any]:
+        if not self.enabled:
+            yield lambda n: None
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=self.console, transient=False) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task, n)
+
+    def log(self, message: str) -> None:
+        self.console.print(message, highlight=False)
+
+
+def _command_line() -> str:
+    argv = sys.argv
+    if argv and Path(argv[0]).name == "wsolbench":
+        return shlex.join(["wsolbench", *argv[1:]])
+    ctx = click.get_current_context(silent=True)
+    return ctx.command_path if ctx else "wsolbench"
+
+
+def _run_options(func: Any) -> Any:
+    options = [
+        click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+                     help="Starting configuration (default: quick, or the config file's own 'preset:')."),
+        click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
+                     help="A YAML or JSON config file (sections: data, model, objective, optim, eval)."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Override one config value, e.g. --set optim.lr=0.01 (repeatable)."),
+        click.option("--output-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+                     help="Where run folders, leaderboards and plots are written."),
+        click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto)."),
+        click.option("--seed", type=int, default=None, help="Seed for initialisation, data order and augmentation."),
+        click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)."),
+        click.option("--rerun", is_flag=True, help="Run again even when a finished run of the same config exists."),
+        click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _resolve(preset: str | None, config_path: Path | None, sets: tuple[str, ...], **flags: Any) -> RunConfig:
+    overrides = parse_overrides(sets)
+    top = {k: v for k, v in flags.items() if v is not None}
+    if top:
+        overrides = merge_dicts(overrides, top)
+    if config_path is None and preset is None:
+        preset = "quick"
+    return load_config(preset_name=preset, path=config_path, overrides=overrides)
+
+
+def _print_leaderboard(frame: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    show = [c for c in ("objective", "top1", "entropy_norm", "MaxBoxAcc", "MaxBoxAccV2", "GT-known Loc",
+                        "Top-1 Loc", "PxAP", "effective_smoothing") if c in frame.columns]
+    table = Table(title="wsolbench leaderboard (test split, %)")
+    for col in show:
+        table.add_column(col, justify="left" if col == "objective" else "right")
+    for _, row in frame.iterrows():
+        table.add_row(*[f"{row[c]:.4f}" if c in ("entropy_norm", "effective_smoothing") and row[c] == row[c]
+                        else f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in show])
+    Console().print(table)
+
+
+def _write_reports(records: list[dict[str, Any]], output_dir: Path, command: str) -> Any:
+    from wsolbench.report import leaderboard_frame, plot_entropy_vs_accuracy, write_leaderboard
+
+    frame = leaderboard_frame(records)
+    csv_path, md_path = write_leaderboard(frame, output_dir, command=command)
+    outputs = [csv_path, md_path]
+    if not frame.empty and "entropy_norm" in frame:
+        outputs.append(plot_entropy_vs_accuracy(frame, output_dir / "entropy_vs_accuracy.png"))
+    for path in outputs:
+        click.echo(f"wrote {path}", err=True)
+    return frame
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wsolbench")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """wsolbench: benchmark weakly supervised object localization (WSOL) objectives and methods."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@cli.command()
+@_run_options
+@click.option("--objective", "objectives", multiple=True, metavar="NAME",
+              help=f"Objectives to compare (repeatable; default: {', '.join(BENCH_OBJECTIVES)}).")
+def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], output_dir: Path,
+          device: str | None, seed: int | None, threads: int | None, rerun: bool, progress: bool,
+          objectives: tuple[str, ...]) -> None:
+    """Train and evaluate several objectives under one identical protocol; write a leaderboard and a plot.
+
+    On the built-in synthetic data by default (preset 'quick'; 'smoke' for CI).
+    """
+    from wsolbench._io import ensure_writable_dir
+    from wsolbench.bench import bench_configs, run_bench
+
+    base = _resolve(preset, config_path, sets, device=device, seed=seed, threads=threads)
+    ensure_writable_dir(output_dir)
+    configs = bench_configs(base, objectives or BENCH_OBJECTIVES)
+    outcome = run_bench(configs, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun)
+    records = [r.record for r in outcome.results]
+    if records:
+        frame = _write_reports(records, output_dir, _command_line())
+        _print_leaderboard(frame)
+    if outcome.failures:
+        for name, message in outcome.failures:
+            click.echo(f"error: run {name} failed: {message}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@_run_options
+@click.option("--objective", default=None, metavar="NAME",
+              help="Objective (ce, label_smoothing, confidence_penalty, kl_uniform); default from the config.")
+def train(preset: str | None, config_path: Path | None, sets: tuple[str, ...], output_dir: Path,
+          device: str | None, seed: int | None, threads: int | None, rerun: bool, progress: bool,
+          objective: str | None) -> None:
+    """Train and evaluate one run; writes its record.json and model.pt under --output-dir."""
+    from wsolbench._io import ensure_writable_dir
+    from wsolbench.runner import train_and_evaluate
+
+    if objective:
+        sets = (*sets, f"objective.name={objective}")
+    cfg = _resolve(preset, config_path, sets, device=device, seed=seed, threads=threads)
+    ensure_writable_dir(output_dir)
+    result = train_and_evaluate(cfg, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun)
+    click.echo(json.dumps(result.record["summary"], indent=1))
+    click.echo(f"wrote {result.path}", err=True)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path, exists=True))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override an eval setting, e.g. --set eval.threshold_step=0.001.")
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result, curves included, as JSON.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def evaluate(run: Path, sets: tuple[str, ...], device: str | None, as_json: bool, progress: bool) -> None:
+    """Re-evaluate a finished run (its folder or record.json) from its checkpoint on val and test."""
+    from wsolbench.errors import ConfigError
+    from wsolbench.runner import evaluate_run
+
+    overrides = parse_overrides(sets)
+    if set(overrides) - {"eval"}:
+        raise ConfigError(f"evaluate only overrides eval.* settings, got {', '.join(sorted(overrides))}")
+    result = evaluate_run(run, eval_overrides=overrides.get("eval"), device=device,
+                          progress=RichProgress(progress))
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+    else:
+        click.echo(json.dumps({split: result[split]["summary"] for split in ("val", "test") if split in result},
+                              indent=1))
+
+
+@cli.command()
+@click.argument("runs_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--output-dir", type=click.Path(path_type=Path), default=None,
+              help="Where to write the leaderboard (default: RUNS_DIR).")
+def leaderboard(runs_dir: Path, output_dir: Path | None) -> None:
+    """Rebuild leaderboard.csv, leaderboard.md and entropy_vs_accuracy.png from the run records under RUNS_DIR."""
+    from wsolbench._io import ensure_writable_dir
+    from wsolbench.errors import DataError
+    from wsolbench.records import find_records, load_records
+
+    paths = find_records(runs_dir)
+    if not paths:
+        raise DataError(f"no run records (record.json) under {runs_dir}")
+    out = ensure_writable_dir(output_dir or runs_dir)
+    frame = _write_reports(load_records(paths), out, _command_line())
+    _print_leaderboard(frame)
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,111 @@
+"""The versioned run record: one JSON file per run, the only input of leaderboards.
+
+A record holds its schema version, the resolved config and its hash, the
+manifest's name and hash, the code version (package version, git sha, dirty
+flag), library versions, device, per-epoch history, val and test metrics with
+their whole curves, the model-selection choices, and timings. It is written
+atomically and never silently overwritten. Torch-free: leaderboards rebuild
+without a GPU stack.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import platform
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from wsolbench import __version__
+from wsolbench._io import atomic_write_text
+from wsolbench.errors import DataError, OutputError
+
+SCHEMA_VERSION = 1
+RECORD_KIND = "wsolbench-run"
+RECORD_FILE = "record.json"
+
+_LIBRARIES = ("torch", "torchvision", "numpy", "opencv-python-headless", "pandas", "scikit-learn")
+
+
+def code_version() -> dict[str, Any]:
+    """The package version and, when run from a git checkout, its sha and whether it is dirty."""
+    here = Path(__file__).resolve().parent.parent
+    version: dict[str, Any] = {"wsolbench": __version__, "git_sha": None, "dirty": None}
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                capture_output=True, text=True, timeout=5, check=True).stdout
+        version.update(git_sha=sha, dirty=bool(status.strip()))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return version
+
+
+def code_version_label(version: dict[str, Any]) -> str:
+    """``0.1.0+g1a2b3c4`` (``.dirty`` appended when the tree had changes)."""
+    label = str(version.get("wsolbench"))
+    if version.get("git_sha"):
+        label += f"+g{version['git_sha'][:7]}"
+        if version.get("dirty"):
+            label += ".dirty"
+    return label
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_record(**fields: Any) -> dict[str, Any]:
+    """A record dict with the schema header first, then ``fields``."""
+    return {"schema_version": SCHEMA_VERSION, "kind": RECORD_KIND, "created": now_iso(), **fields}
+
+
+def write_record(path: Path, record: dict[str, Any], *, overwrite: bool = False) -> Path:
+    """Write ``record`` atomically; an existing record is replaced only with ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"run record {path} already exists (pass --rerun to replace it)")
+    return atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False, allow_nan=False) + "\n")
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    """Read and check one record; DataError names the file on any problem."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except OSError as exc:
+        raise DataError(f"run record {path} cannot be read: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"run record {path} line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(record, dict) or record.get("kind") != RECORD_KIND:
+        raise DataError(f"run record {path}: not a wsolbench run record")
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise DataError(f"run record {path}: schema version {record.get('schema_version')!r}, "
+                        f"this wsolbench reads {SCHEMA_VERSION}")
+    for key in ("name", "config", "config_hash", "summary"):
+        if key not in record:
+            raise DataError(f"run record {path}: missing key {key!r}")
+    return record
+
+
+def find_records(root: Path) -> list[Path]:
+    """Every ``record.json`` under ``root``, sorted."""
+    return sorted(Path(root).rglob(RECORD_FILE))
+
+
+def load_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    return [load_record(p) for p in paths]
