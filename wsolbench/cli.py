@@ -107,13 +107,16 @@ def _print_leaderboard(frame: Any) -> None:
 
     show = [c for c in ("objective", "top1", "entropy_norm", "MaxBoxAcc", "MaxBoxAccV2", "GT-known Loc",
                         "Top-1 Loc", "PxAP", "effective_smoothing") if c in frame.columns]
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
     table = Table(title="wsolbench leaderboard (test split, %)")
     for col in show:
         table.add_column(col, justify="left" if col == "objective" else "right")
     for _, row in frame.iterrows():
         table.add_row(*[f"{row[c]:.4f}" if c in ("entropy_norm", "effective_smoothing") and row[c] == row[c]
                         else f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in show])
-    Console().print(table)
+    console.print(table)
 
 
 def _write_reports(records: list[dict[str, Any]], output_dir: Path, command: str) -> Any:

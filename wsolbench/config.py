@@ -87,6 +87,7 @@ class DataConfig:
     eval_batch_size: int = 128
     num_workers: int = 0
     hflip: bool = True
+    cache_images: bool = False  # keep decoded images in memory (small datasets: saves a decode per epoch)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:
@@ -236,8 +237,8 @@ def to_dict(obj: Any) -> Any:
 
 def _smoke() -> RunConfig:
     return RunConfig(
-        data=DataConfig(input_size=64, batch_size=64,
-                        synthetic=SyntheticConfig(num_classes=4, n_train=640, n_val=160, n_test=160)),
+        data=DataConfig(input_size=64, batch_size=64, cache_images=True,
+                        synthetic=SyntheticConfig(num_classes=4, n_train=512, n_val=128, n_test=128)),
         optim=OptimConfig(epochs=3),
         eval=EvalConfig(resolution=64, threshold_step=0.02),
     )
@@ -245,7 +246,7 @@ def _smoke() -> RunConfig:
 
 def _quick() -> RunConfig:
     return RunConfig(
-        data=DataConfig(input_size=64, batch_size=64,
+        data=DataConfig(input_size=64, batch_size=64, cache_images=True,
                         synthetic=SyntheticConfig(num_classes=6, n_train=2000, n_val=400, n_test=400)),
         optim=OptimConfig(epochs=5),
         eval=EvalConfig(resolution=64, threshold_step=0.01),

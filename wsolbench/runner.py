@@ -22,7 +22,7 @@ from wsolbench._io import atomic_write, ensure_writable_dir
 from wsolbench.backbones import BACKBONES, create_backbone
 from wsolbench.config import RunConfig, config_from_dict
 from wsolbench.data.dataset import ManifestDataset, eval_transform, make_loader, train_transform
-from wsolbench.data.synthetic import build_synthetic
+from wsolbench.data.synthetic import build_synthetic, cached_synthetic
 from wsolbench.engine import (AmpPolicy, SplitEvaluation, build_optimizer, build_scheduler, evaluate,
                               resolve_device, train_one_epoch)
 from wsolbench.engine.selection import select_threshold, split_details, split_summary
@@ -64,15 +64,16 @@ def prepare_manifest(cfg: RunConfig, output_dir: Path, progress: Progress | None
         return load_manifest(Path(cfg.data.manifest))
     data_dir = Path(cfg.data.data_dir) if cfg.data.data_dir else Path(output_dir) / "data"
     syn = cfg.data.synthetic
-    total = syn.n_train + syn.n_val + syn.n_test
-    with progress.phase("generating synthetic data", total) as advance:
-        done = [0]
+    directory = cached_synthetic(syn, data_dir)
+    if directory is None:
+        with progress.phase("generating synthetic data", syn.n_train + syn.n_val + syn.n_test) as advance:
+            done = [0]
 
-        def report(n_done: int, n_total: int) -> None:
-            advance(n_done - done[0])
-            done[0] = n_done
+            def report(n_done: int, n_total: int) -> None:
+                advance(n_done - done[0])
+                done[0] = n_done
 
-        directory = build_synthetic(syn, data_dir, progress=report)
+            directory = build_synthetic(syn, data_dir, progress=report)
     return load_manifest(directory)
 
 
@@ -94,7 +95,7 @@ def build_method(cfg: RunConfig, num_classes: int) -> WsolMethod:
 def _eval_split(method: WsolMethod, manifest: Manifest, split: str, cfg: RunConfig, device: torch.device,
                 amp: AmpPolicy, progress: Progress, pin: bool) -> SplitEvaluation:
     dataset = ManifestDataset(manifest, split, eval_transform(cfg.data.input_size),
-                              mask_resolution=cfg.eval.resolution)
+                              mask_resolution=cfg.eval.resolution, cache_images=False)
     loader = make_loader(dataset, batch_size=cfg.data.eval_batch_size, shuffle=False, seed=cfg.seed,
                          num_workers=cfg.data.num_workers, pin_memory=pin)
     with progress.phase(f"{cfg.name}: evaluating {split}", len(dataset)) as advance:
@@ -152,7 +153,8 @@ def train_and_evaluate(cfg: RunConfig, *, output_dir: Path, progress: Progress |
     if device.type == "cuda":
         method = method.to(memory_format=torch.channels_last)
 
-    train_set = ManifestDataset(manifest, "train", train_transform(cfg.data.input_size, cfg.data.hflip))
+    train_set = ManifestDataset(manifest, "train", train_transform(cfg.data.input_size, cfg.data.hflip),
+                                cache_images=cfg.data.cache_images)
     loader = make_loader(train_set, batch_size=cfg.data.batch_size, shuffle=True, seed=cfg.seed,
                          num_workers=cfg.data.num_workers, pin_memory=pin)
     optimizer = build_optimizer(method, cfg.optim)

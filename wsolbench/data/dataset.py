@@ -37,23 +37,31 @@ def eval_transform(input_size: int) -> v2.Transform:
 
 
 class ManifestDataset(Dataset):
-    """One split of a manifest. ``mask_resolution`` set: also load masks at that size."""
+    """One split of a manifest. ``mask_resolution`` set: also load masks at that size.
+
+    ``cache_images`` keeps decoded images in memory (per worker process), for small datasets.
+    """
 
     def __init__(self, manifest: Manifest, split: str, transform: v2.Transform,
-                 mask_resolution: int | None = None) -> None:
+                 mask_resolution: int | None = None, cache_images: bool = False) -> None:
         self.manifest = manifest
         self.split = split
         self.samples: Sequence[Sample] = manifest.split(split)
         self.transform = transform
         self.mask_resolution = mask_resolution
         self.has_masks = mask_resolution is not None and all(s.mask for s in self.samples)
+        self._cache: dict[int, np.ndarray] | None = {} if cache_images else None
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
-        image = read_image(self.manifest.image_path(sample))
+        image = self._cache.get(index) if self._cache is not None else None
+        if image is None:
+            image = read_image(self.manifest.image_path(sample))
+            if self._cache is not None:
+                self._cache[index] = image
         item: dict[str, Any] = {"image": self.transform(image), "label": sample.label, "index": index}
         if self.has_masks:
             assert self.mask_resolution is not None

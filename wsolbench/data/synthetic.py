@@ -329,6 +329,12 @@ def _publish(tmp: Path, target: Path, cfg: SyntheticConfig) -> None:
     raise OutputError(f"cannot move the synthetic dataset into {target}")
 
 
+def cached_synthetic(cfg: SyntheticConfig, out_dir: str | Path) -> Path | None:
+    """The manifest directory of a complete earlier build of ``cfg`` under ``out_dir``, else None."""
+    target = Path(out_dir) / f"synthetic-{stable_hash(to_dict(cfg))}"
+    return target if _is_complete(target, cfg) else None
+
+
 def build_synthetic(cfg: SyntheticConfig, out_dir: str | Path,
                     progress: Callable[[int, int], None] | None = None) -> Path:
     """Generate (or reuse) the dataset of ``cfg`` under ``out_dir``; return its manifest directory.

@@ -19,7 +19,7 @@ def plot_entropy_vs_accuracy(frame: pd.DataFrame, path: Path) -> Path:
     """Mean normalized predictive entropy on x; top-1 accuracy (left) and localization (right) on y."""
     fig, (ax_cls, ax_loc) = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True)
     x = frame["entropy_norm"]
-    labels = frame["objective"] if "objective" in frame else frame["name"]
+    labels = frame["name"]
     ax_cls.scatter(x, frame["top1"], color="tab:gray", zorder=3)
     for xi, yi, label in zip(x, frame["top1"], labels):
         ax_cls.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
