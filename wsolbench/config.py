@@ -169,6 +169,9 @@ class EvalConfig:
     threshold_step: float = 0.01
     iou_thresholds: tuple[int, ...] = (30, 50, 70)
     cam_resize: str = "bicubic"
+    # Conventions papers disagree on, explicit and recorded with every result:
+    loc_contours: str = "largest"  # boxes for Top-1 / GT-known Loc: "largest" contour (CAM, ADL) or "all"
+    fixed_threshold: float | None = None  # also report Top-1 / GT-known Loc at this CAM threshold (e.g. 0.15)
 
     def __post_init__(self) -> None:
         _check(16 <= self.resolution <= 2048, f"eval.resolution must be in [16, 2048], got {self.resolution}")
@@ -177,6 +180,9 @@ class EvalConfig:
                f"eval.iou_thresholds must be percentages in (0, 100], got {self.iou_thresholds}")
         _check(50 in self.iou_thresholds, "eval.iou_thresholds must include 50 (MaxBoxAcc and Top-1 Loc use IoU 0.5)")
         _check(self.cam_resize in ("bicubic", "bilinear"), f"eval.cam_resize must be bicubic or bilinear, got {self.cam_resize!r}")
+        _check(self.loc_contours in ("largest", "all"), f"eval.loc_contours must be largest or all, got {self.loc_contours!r}")
+        _check(self.fixed_threshold is None or 0.0 <= self.fixed_threshold < 1.0,
+               f"eval.fixed_threshold must be in [0, 1), got {self.fixed_threshold}")
 
 
 @dataclass(frozen=True)

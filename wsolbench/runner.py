@@ -25,7 +25,7 @@ from wsolbench.data.dataset import ManifestDataset, eval_transform, make_loader,
 from wsolbench.data.synthetic import build_synthetic, cached_synthetic
 from wsolbench.engine import (AmpPolicy, SplitEvaluation, build_optimizer, build_scheduler, evaluate,
                               resolve_device, train_one_epoch)
-from wsolbench.engine.selection import select_threshold, split_details, split_summary
+from wsolbench.engine.selection import evaluation_block
 from wsolbench.errors import DataError
 from wsolbench.manifest import Manifest, load_manifest
 from wsolbench.methods import METHODS, WsolMethod, create_method
@@ -118,16 +118,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise DataError(f"checkpoint {path} cannot be loaded: {exc}") from None
 
 
-def evaluation_block(val: SplitEvaluation | None, test: SplitEvaluation | None) -> dict[str, Any]:
-    """The record's selection, val and test sections: threshold chosen on val, applied to test."""
-    chosen = select_threshold(val) if val is not None else None
-    block: dict[str, Any] = {"selection": {"checkpoint": "last", "threshold": chosen}}
-    for ev in (val, test):
-        if ev is not None:
-            block[ev.split] = {"summary": split_summary(ev, chosen), **split_details(ev)}
-    return block
-
-
 def train_and_evaluate(cfg: RunConfig, *, output_dir: Path, progress: Progress | None = None,
                        rerun: bool = False) -> RunResult:
     """Train one config, evaluate it on val and test, write its record and checkpoint."""
@@ -174,7 +164,7 @@ def train_and_evaluate(cfg: RunConfig, *, output_dir: Path, progress: Progress |
     val = _eval_split(method, manifest, "val", cfg, device, amp, progress, pin)
     test = _eval_split(method, manifest, "test", cfg, device, amp, progress, pin)
     t_eval = time.perf_counter() - t2
-    evals = evaluation_block(val, test)
+    evals = evaluation_block(val, test, cfg.eval)
 
     version = code_version()
     record = new_record(
@@ -228,4 +218,4 @@ def evaluate_run(run_path: Path, *, eval_overrides: dict[str, Any] | None = None
     val = _eval_split(method, manifest, "val", cfg, dev, amp, progress, dev.type == "cuda")
     test = _eval_split(method, manifest, "test", cfg, dev, amp, progress, dev.type == "cuda")
     return {"name": record["name"], "config_hash": cfg.config_hash(), "eval": cfg.to_dict()["eval"],
-            **evaluation_block(val, test)}
+            **evaluation_block(val, test, cfg.eval)}

@@ -1,10 +1,12 @@
 """Model selection on ``val``, reported on ``test``: the split roles of the community protocol.
 
-The CAM threshold is chosen on ``val`` (the best GT-known Loc at IoU 0.5, largest
-contour, as MaxBoxAcc picks it) and applied unchanged to ``test`` for GT-known
-Loc and Top-1 Loc. MaxBoxAcc / MaxBoxAccV2 are, by their definition, the best
-over thresholds on the split itself and are reported as such; PxAP has no
-threshold. Nothing here ever looks at ``test`` to choose anything.
+The CAM threshold is chosen on ``val`` (the best GT-known Loc at IoU 0.5 with the
+configured contour convention, as MaxBoxAcc picks it) and applied unchanged to
+``test`` for GT-known Loc and Top-1 Loc. When ``eval.fixed_threshold`` is set
+(e.g. 0.15, as many CUB papers use), both are also reported at that threshold.
+MaxBoxAcc / MaxBoxAccV2 are, by their definition, the best over thresholds on the
+split itself and are reported as such; PxAP has no threshold. Nothing here ever
+looks at ``test`` to choose anything.
 """
 
 from __future__ import annotations
@@ -12,23 +14,23 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from wsolbench.config import EvalConfig
 from wsolbench.engine.evaluate import SplitEvaluation
 
-#: Top-1 Loc / GT-known Loc use one box per image: the largest contour, IoU >= 0.5.
+#: Top-1 Loc / GT-known Loc count a box as correct at IoU >= 0.5.
 LOC_IOU = 50
-LOC_CONTOURS = "largest"
 
 
-def select_threshold(val: SplitEvaluation) -> dict[str, Any] | None:
+def select_threshold(val: SplitEvaluation, cfg: EvalConfig) -> dict[str, Any] | None:
     """The CAM threshold chosen on ``val``; None when val has no boxes."""
     if val.boxes is None:
         return None
-    index = val.boxes.best_index(LOC_IOU, LOC_CONTOURS)
+    index = val.boxes.best_index(LOC_IOU, cfg.loc_contours)
     return {"split": val.split, "index": int(index), "threshold": float(val.boxes.thresholds[index]),
-            "criterion": f"GT-known Loc, IoU {LOC_IOU / 100:.1f}, {LOC_CONTOURS} contour"}
+            "criterion": f"GT-known Loc, IoU {LOC_IOU / 100:.1f}, {cfg.loc_contours} contour(s)"}
 
 
-def split_summary(ev: SplitEvaluation, chosen: dict[str, Any] | None) -> dict[str, float]:
+def split_summary(ev: SplitEvaluation, chosen: dict[str, Any] | None, cfg: EvalConfig) -> dict[str, float]:
     """Flat headline numbers (percent, entropy in nats) of one split at the chosen threshold."""
     cls = ev.classification
     out: dict[str, float] = {"top1": cls.top1, "entropy": cls.mean_entropy,
@@ -40,9 +42,14 @@ def split_summary(ev: SplitEvaluation, chosen: dict[str, Any] | None) -> dict[st
         for iou in b.iou_thresholds:
             out[f"MaxBoxAccV2@{iou}"] = b.max_box_acc_v2_at(iou)
         if chosen is not None:
-            out["GT-known Loc"] = b.gt_known_loc(chosen["index"], iou=LOC_IOU, contours=LOC_CONTOURS)
-            out["Top-1 Loc"] = b.top1_loc(chosen["index"], iou=LOC_IOU, contours=LOC_CONTOURS)
+            out["GT-known Loc"] = b.gt_known_loc(chosen["index"], iou=LOC_IOU, contours=cfg.loc_contours)
+            out["Top-1 Loc"] = b.top1_loc(chosen["index"], iou=LOC_IOU, contours=cfg.loc_contours)
             out["threshold"] = chosen["threshold"]
+        if cfg.fixed_threshold is not None:
+            index = b.index_of(cfg.fixed_threshold)
+            tag = f"{cfg.fixed_threshold:g}"
+            out[f"GT-known Loc@{tag}"] = b.gt_known_loc(index, iou=LOC_IOU, contours=cfg.loc_contours)
+            out[f"Top-1 Loc@{tag}"] = b.top1_loc(index, iou=LOC_IOU, contours=cfg.loc_contours)
     if ev.masks is not None:
         out["PxAP"] = ev.masks.pxap
         out["PIoU"] = ev.masks.piou
@@ -57,3 +64,19 @@ def split_details(ev: SplitEvaluation) -> dict[str, Any]:
         "masks": ev.masks.to_dict() if ev.masks is not None else None,
         "seconds": ev.seconds,
     }
+
+
+def evaluation_block(val: SplitEvaluation | None, test: SplitEvaluation | None, cfg: EvalConfig) -> dict[str, Any]:
+    """A record's selection, val and test sections: threshold chosen on val, applied to test.
+
+    ``selection.conventions`` states the evaluation options papers disagree on.
+    """
+    chosen = select_threshold(val, cfg) if val is not None else None
+    conventions = {"threshold_step": cfg.threshold_step, "loc_contours": cfg.loc_contours,
+                   "loc_iou": LOC_IOU, "fixed_threshold": cfg.fixed_threshold,
+                   "maxboxacc_v2_contours": "all", "resolution": cfg.resolution, "cam_resize": cfg.cam_resize}
+    block: dict[str, Any] = {"selection": {"checkpoint": "last", "threshold": chosen, "conventions": conventions}}
+    for ev in (val, test):
+        if ev is not None:
+            block[ev.split] = {"summary": split_summary(ev, chosen, cfg), **split_details(ev)}
+    return block
