@@ -232,6 +232,67 @@ def leaderboard(runs_dir: Path, output_dir: Path | None) -> None:
     _print_leaderboard(frame)
 
 
+@cli.command("evaluate-cams")
+@click.option("--scoremaps", type=click.Path(path_type=Path), required=True,
+              help="Folder of <image_id>.npy score maps (float32/float64, in [0, 1]); "
+                   "<class>/<image_id>.npy with --multiclass.")
+@click.option("--manifest", "manifest_dir", type=click.Path(path_type=Path), default=None,
+              help="A wsolbench manifest folder (with --split).")
+@click.option("--split", default=None, help="Manifest split to evaluate [default: test].")
+@click.option("--metadata", "metadata_dir", type=click.Path(path_type=Path), default=None,
+              help="A split folder of the community metadata format (image_ids.txt, class_labels.txt, "
+                   "image_sizes.txt, localization.txt), e.g. metadata/CUB/test.")
+@click.option("--mask-root", type=click.Path(path_type=Path), default=None,
+              help="Folder the mask paths of --metadata's localization.txt are relative to.")
+@click.option("--predictions", type=click.Path(path_type=Path), default=None,
+              help="'id,predicted_class' lines: adds Top-1 Loc.")
+@click.option("--threshold-step", type=float, default=0.01, show_default=True,
+              help="CAM thresholds are 0, step, 2*step, ... < 1.")
+@click.option("--resolution", type=int, default=None, help="Score map side in pixels [default: 224].")
+@click.option("--loc-threshold", type=float, default=None,
+              help="CAM threshold for Top-1 / GT-known Loc (e.g. 0.15, or one chosen on val); "
+                   "default: the best GT-known Loc on this split.")
+@click.option("--loc-contours", type=click.Choice(["largest", "all"]), default="largest", show_default=True,
+              help="Boxes for Top-1 / GT-known Loc.")
+@click.option("--multiclass", is_flag=True,
+              help="Per-class maps against class-index masks (VOC style): report mPxAP.")
+@click.option("--allow-missing", is_flag=True, help="Skip images without a map and ignore extra maps (counted).")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Maps read at a time.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result, curves included, as one JSON object.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def evaluate_cams(scoremaps: Path, manifest_dir: Path | None, split: str | None, metadata_dir: Path | None,
+                  mask_root: Path | None, predictions: Path | None, threshold_step: float,
+                  resolution: int | None, loc_threshold: float | None, loc_contours: str, multiclass: bool,
+                  allow_missing: bool, batch_size: int, as_json: bool, progress: bool) -> None:
+    """Evaluate saved score maps of any model against a manifest split or community metadata."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from wsolbench.config import EVAL_RESOLUTION
+    from wsolbench.scoremaps import evaluate_cams as run_evaluation
+    from wsolbench.scoremaps import summary_footer, summary_rows
+
+    report = run_evaluation(
+        scoremaps=scoremaps, manifest=manifest_dir, split=split, metadata=metadata_dir, mask_root=mask_root,
+        predictions=predictions, multiclass=multiclass, threshold_step=threshold_step,
+        resolution=EVAL_RESOLUTION if resolution is None else resolution, loc_threshold=loc_threshold,
+        loc_contours=loc_contours, allow_missing=allow_missing, batch_size=batch_size,
+        progress=RichProgress(progress))
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+        return
+    console = Console() if Console().is_terminal else Console(width=120)
+    source = " ".join(f"{k} {v}" for k, v in report["source"].items())
+    table = Table(title=escape(f"score maps {report['scoremaps']} vs {source} (%)"))
+    for col in ("metric", "value", "best threshold"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for row in summary_rows(report):
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+    console.print(summary_footer(report), markup=False, highlight=False)
+
+
 def main() -> None:
     cli(obj={})
 
