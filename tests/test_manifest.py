@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -360,3 +361,81 @@ def test_read_errors_name_the_path(tmp_path: Path) -> None:
     (tmp_path / "empty.png").write_bytes(b"")
     with pytest.raises(DataError, match="cannot be decoded"):
         read_mask(tmp_path / "empty.png")
+
+
+# --------------------------------------------------------------------------- optional keys (multi-label, mask kinds)
+
+
+def test_labels_mask_kind_mask_root_and_info_round_trip(tmp_path: Path) -> None:
+    root = tmp_path / "raw"
+    _png(root / "a.png", np.zeros((4, 6, 3), np.uint8))
+    _png(tmp_path / "m" / "masks" / "a.png", np.zeros((4, 6), np.uint8))
+    sample = Sample("a", "a.png", 1, 6, 4, ((0.0, 0.0, 5.0, 3.0),), "masks/a.png", labels=(0, 1),
+                    mask_kind="class_index")
+    write_manifest(tmp_path / "m", name="x", root=root, classes=CLASSES, splits={"val": [sample]},
+                   mask_root=".", info={"val": {"source": "holdout", "seed": 3}})
+    m = load_manifest(tmp_path / "m", check_files=True)
+    assert m.split("val")[0] == sample and sample.label_set == (0, 1)
+    assert m.mask_root == (tmp_path / "m").resolve() and m.mask_path(sample) == m.mask_root / "masks/a.png"
+    assert m.info["val"] == {"source": "holdout", "seed": 3}
+    line = json.loads((tmp_path / "m" / "val.jsonl").read_text())
+    assert line["labels"] == [0, 1] and line["mask_kind"] == "class_index"
+    assert Sample("b", "b.png", 2, 1, 1).label_set == (2,)
+    # the dataset moved: a root given at load time replaces the header's; mask_root stays with the manifest
+    moved = load_manifest(tmp_path / "m", root=tmp_path / "elsewhere")
+    assert moved.root == (tmp_path / "elsewhere").resolve() and moved.mask_root == m.mask_root
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (_set("labels", [0, 5]), "labels value 5 is out of range [0, 2]"),
+    (_set("labels", [0, 0]), "lists a class twice"),
+    (_set("labels", [0, 1]), "label 2 is not in labels [0, 1]"),
+    (_set("labels", "0,1"), "labels must be a list of integers"),
+    (_set("mask_kind", "rle"), 'mask_kind "rle" is unknown'),
+], ids=["out of range", "twice", "label not in labels", "not a list", "unknown kind"])
+def test_optional_keys_are_validated(dataset: Path, edit, expected: str) -> None:
+    _break_line(dataset, "val", 2, edit)
+    with pytest.raises(ManifestError, match=re.escape(expected)):
+        load_manifest(dataset)
+
+
+def test_scan_collects_every_problem(dataset: Path) -> None:
+    _break_line(dataset, "val", 1, _set("label", 9))
+    _break_line(dataset, "val", 3, lambda o: "{not json")
+    _break_line(dataset, "train", 2, _set("id", "train/0.png"))
+    scan = mf.scan_manifest(dataset)
+    assert len(scan.problems) == 3
+    assert "train.jsonl line 2: duplicate id 'train/0.png'" in scan.problems[0]
+    assert "val.jsonl line 1: label 9" in scan.problems[1] and "val.jsonl line 3: invalid JSON" in scan.problems[2]
+    assert [s.image_id for s in scan.manifest.split("val")] == ["val/1.png"] and scan.lines["val"] == (2,)
+    assert scan.lines["train"] == (1, 3)
+
+
+def test_decode_mask_kinds(tmp_path: Path) -> None:
+    soft = np.array([[0, 127, 128, 255]], np.uint8)
+    _png(tmp_path / "soft.png", soft)
+    np.testing.assert_array_equal(mf.decode_mask(tmp_path / "soft.png", "soft", 0), [[0, 0, 1, 1]])
+    tri = np.array([[1, 2, 3, 2]], np.uint8)
+    _png(tmp_path / "tri.png", tri)
+    np.testing.assert_array_equal(mf.decode_mask(tmp_path / "tri.png", "trimap", 0), [[1, 0, 255, 0]])
+    from PIL import Image
+
+    index = Image.frombytes("P", (4, 1), bytes([0, 3, 5, 255]))
+    index.putpalette([v for i in range(256) for v in (i, 255 - i, i // 2)])
+    index.save(tmp_path / "voc.png")
+    np.testing.assert_array_equal(mf.decode_mask(tmp_path / "voc.png", "class_index", 2), [[0, 1, 0, 255]])
+    with pytest.raises(DataError, match="has mode RGB"):
+        _png(tmp_path / "rgb.png", np.zeros((2, 2, 3), np.uint8))
+        mf.decode_mask(tmp_path / "rgb.png", "class_index", 0)
+
+
+def test_read_image_falls_back_to_pillow_and_ignores_exif_rotation(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.full((5, 7, 3), 200, np.uint8)).save(tmp_path / "x.jpg", format="GIF")  # GIF named .jpg
+    image = read_image(tmp_path / "x.jpg")
+    assert image.shape == (5, 7, 3) and image.dtype == np.uint8
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees": the reference loaders (PIL) do not apply it, nor do we
+    Image.fromarray(np.zeros((5, 7, 3), np.uint8)).save(tmp_path / "r.jpg", exif=exif)
+    assert read_image(tmp_path / "r.jpg").shape == (5, 7, 3)

@@ -80,10 +80,16 @@ def _run_options(func: Any) -> Any:
                      help="Override one config value, e.g. --set optim.lr=0.01 (repeatable)."),
         click.option("--output-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
                      help="Where run folders, leaderboards and plots are written."),
+        click.option("--dataset", default=None,
+                     help="synthetic (built in), manifest (--set data.manifest=DIR) or a real dataset: "
+                          "cub, imagenet, openimages, voc, pet, wsolevaluation."),
+        click.option("--data-root", type=click.Path(path_type=Path), default=None,
+                     help="The raw dataset folder, laid out as its publisher ships it."),
         click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto)."),
         click.option("--seed", type=int, default=None, help="Seed for initialisation, data order and augmentation."),
         click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)."),
         click.option("--rerun", is_flag=True, help="Run again even when a finished run of the same config exists."),
+        click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
     ]
     for option in reversed(options):
@@ -91,8 +97,12 @@ def _run_options(func: Any) -> Any:
     return func
 
 
-def _resolve(preset: str | None, config_path: Path | None, sets: tuple[str, ...], **flags: Any) -> RunConfig:
+def _resolve(preset: str | None, config_path: Path | None, sets: tuple[str, ...], *, dataset: str | None = None,
+             data_root: Path | None = None, **flags: Any) -> RunConfig:
     overrides = parse_overrides(sets)
+    data = {k: v for k, v in (("dataset", dataset), ("root", str(data_root) if data_root else None)) if v}
+    if data:
+        overrides = merge_dicts(overrides, {"data": data})
     top = {k: v for k, v in flags.items() if v is not None}
     if top:
         overrides = merge_dicts(overrides, top)
@@ -147,8 +157,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--objective", "objectives", multiple=True, metavar="NAME",
               help=f"Objectives to compare (repeatable; default: {', '.join(BENCH_OBJECTIVES)}).")
 def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], output_dir: Path,
-          device: str | None, seed: int | None, threads: int | None, rerun: bool, progress: bool,
-          objectives: tuple[str, ...]) -> None:
+          dataset: str | None, data_root: Path | None, device: str | None, seed: int | None,
+          threads: int | None, rerun: bool, resume: bool, progress: bool, objectives: tuple[str, ...]) -> None:
     """Train and evaluate several objectives under one identical protocol; write a leaderboard and a plot.
 
     On the built-in synthetic data by default (preset 'quick'; 'smoke' for CI).
@@ -156,10 +166,12 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
     from wsolbench._io import ensure_writable_dir
     from wsolbench.bench import bench_configs, run_bench
 
-    base = _resolve(preset, config_path, sets, device=device, seed=seed, threads=threads)
+    base = _resolve(preset, config_path, sets, dataset=dataset, data_root=data_root, device=device, seed=seed,
+                    threads=threads)
     ensure_writable_dir(output_dir)
     configs = bench_configs(base, objectives or BENCH_OBJECTIVES)
-    outcome = run_bench(configs, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun)
+    outcome = run_bench(configs, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun,
+                        resume=resume)
     records = [r.record for r in outcome.results]
     if records:
         frame = _write_reports(records, output_dir, _command_line())
@@ -175,17 +187,19 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
 @click.option("--objective", default=None, metavar="NAME",
               help="Objective (ce, label_smoothing, confidence_penalty, kl_uniform); default from the config.")
 def train(preset: str | None, config_path: Path | None, sets: tuple[str, ...], output_dir: Path,
-          device: str | None, seed: int | None, threads: int | None, rerun: bool, progress: bool,
-          objective: str | None) -> None:
+          dataset: str | None, data_root: Path | None, device: str | None, seed: int | None,
+          threads: int | None, rerun: bool, resume: bool, progress: bool, objective: str | None) -> None:
     """Train and evaluate one run; writes its record.json and model.pt under --output-dir."""
     from wsolbench._io import ensure_writable_dir
     from wsolbench.runner import train_and_evaluate
 
     if objective:
         sets = (*sets, f"objective.name={objective}")
-    cfg = _resolve(preset, config_path, sets, device=device, seed=seed, threads=threads)
+    cfg = _resolve(preset, config_path, sets, dataset=dataset, data_root=data_root, device=device, seed=seed,
+                   threads=threads)
     ensure_writable_dir(output_dir)
-    result = train_and_evaluate(cfg, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun)
+    result = train_and_evaluate(cfg, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun,
+                                resume=resume)
     click.echo(json.dumps(result.record["summary"], indent=1))
     click.echo(f"wrote {result.path}", err=True)
 
@@ -292,6 +306,136 @@ def evaluate_cams(scoremaps: Path, manifest_dir: Path | None, split: str | None,
     console.print(table)
     console.print(summary_footer(report), markup=False, highlight=False)
 
+
+
+# --------------------------------------------------------------------------- data
+
+
+@cli.group()
+def data() -> None:
+    """Real datasets: convert a raw layout into a manifest (prepare), check it (verify), look at it (show)."""
+
+
+def _source_command(name: str) -> click.Command:
+    """``data prepare <name>``: --root, --out and the converter's own options (from the registry)."""
+    from wsolbench.data.sources import SOURCES
+
+    source = SOURCES.get(name)
+    params: list[click.Parameter] = [
+        click.Option(["--root"], type=click.Path(path_type=Path), required=True,
+                     help="The raw dataset folder, laid out as its publisher ships it."),
+        click.Option(["--out"], type=click.Path(path_type=Path), required=True,
+                     help="The manifest folder to write (new, empty, or an earlier manifest)."),
+        click.Option(["--jobs"], type=int, default=None, help="Threads reading image headers and masks."),
+        click.Option(["--per-class"], is_flag=True, help="Also print the images of every class per split."),
+        click.Option(["--progress/--no-progress"], default=True, show_default=True),
+    ]
+    types = {"path": click.Path(path_type=Path), "int": int, "str": str}
+    for opt in source.options:
+        if opt.kind == "flag":
+            params.append(click.Option([opt.flag], is_flag=True, help=opt.help))
+        elif opt.kind == "multi":
+            params.append(click.Option([opt.flag], multiple=True, help=opt.help))
+        else:
+            kind = click.Choice(opt.choices) if opt.kind == "choice" else types[opt.kind]
+            params.append(click.Option([opt.flag], type=kind, default=opt.default, help=opt.help,
+                                       show_default=opt.default is not None))
+
+    def callback(root: Path, out: Path, jobs: int | None, per_class: bool, progress: bool, **options: Any) -> None:
+        from wsolbench.data.sources import prepare
+
+        manifest = prepare(name, root=root, out=out, options=options, progress=RichProgress(progress), jobs=jobs)
+        _print_manifest_counts(manifest, per_class)
+        click.echo(f"wrote manifest {manifest.directory} ({manifest.name})", err=True)
+
+    return click.Command(name, params=params, callback=callback, help=source.summary, short_help=source.summary)
+
+
+class _SourcesGroup(click.Group):
+    """One ``data prepare`` subcommand per registered converter (wsolbench.data.sources.SOURCES)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from wsolbench.data.sources import SOURCES
+
+        return SOURCES.names()
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from wsolbench.data.sources import SOURCES
+
+        return _source_command(cmd_name) if cmd_name in SOURCES else None
+
+
+@data.group("prepare", cls=_SourcesGroup)
+def data_prepare() -> None:
+    """Convert a raw dataset into a manifest: wsolbench data prepare DATASET --root RAW --out DIR [options].
+
+    Prints the images per split and class. Each dataset's layout, counts and split
+    roles are described in data_manifests/<dataset>.md.
+    """
+
+
+def _print_manifest_counts(manifest: Any, per_class: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from wsolbench.data.sources import class_counts, split_summary
+
+    console = Console() if Console().is_terminal else Console(width=120)
+    table = Table(title=escape(f"{manifest.name}: {manifest.num_classes} classes"))
+    columns = ("split", "images", "classes", "per class min/median/max", "boxes", "masks", "multi-label")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for row in split_summary(manifest):
+        table.add_row(row["split"], str(row["images"]), str(row["classes"]),
+                      f"{row['per_class_min']}/{row['per_class_median']:g}/{row['per_class_max']}",
+                      str(row["boxes"]), str(row["masks"]), str(row["multi_label"]))
+    console.print(table)
+    if per_class:
+        counts = class_counts(manifest)
+        per = Table(title="images per class")
+        per.add_column("class")
+        for split in counts:
+            per.add_column(split, justify="right")
+        for k, name in enumerate(manifest.classes):
+            per.add_row(escape(name), *(str(counts[s][k]) for s in counts))
+        console.print(per)
+
+
+@data.command("verify")
+@click.argument("manifest_dir", type=click.Path(path_type=Path))
+@click.option("--no-decode", is_flag=True, help="Only check that images exist (masks are always decoded).")
+@click.option("--jobs", type=int, default=None, help="Threads reading files.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def data_verify(manifest_dir: Path, no_decode: bool, jobs: int | None, progress: bool) -> None:
+    """Check a manifest and every file it names; print every problem (file and line), exit 1 if any."""
+    from wsolbench.data.verify import verify_manifest
+    from wsolbench.errors import CheckFailed
+
+    report = verify_manifest(manifest_dir, decode=not no_decode, jobs=jobs, progress=RichProgress(progress))
+    for line in report.warnings:
+        click.echo(f"warning: {line}", err=True)
+    for line in report.problems:
+        click.echo(line)
+    if not report.ok:
+        raise CheckFailed(report.summary())
+    click.echo(report.summary())
+
+
+@data.command("show")
+@click.argument("manifest_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("grid.png"), show_default=True,
+              help="The PNG to write.")
+@click.option("--n", "count", type=int, default=16, show_default=True, help="Images to draw.")
+@click.option("--split", default=None, help="Split to draw from [default: val, else the first non-empty one].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random choice of images.")
+@click.option("--tile", type=int, default=256, show_default=True, help="Tile side in pixels.")
+def data_show(manifest_dir: Path, out: Path, count: int, split: str | None, seed: int, tile: int) -> None:
+    """Write a grid of manifest images with their boxes (red) and masks (green; ignore magenta) drawn."""
+    from wsolbench.data.show import render_grid
+
+    path = render_grid(manifest_dir, out=out, n=count, split=split, seed=seed, tile=tile)
+    click.echo(f"wrote {path}", err=True)
 
 def main() -> None:
     cli(obj={})

@@ -7,7 +7,8 @@ A manifest is a directory (spec: ``data_manifests/FORMAT.md``)::
     <dir>/<split>.jsonl   one JSON object per line, one image per line
 
 Every problem found while loading raises a one-line :class:`ManifestError` naming
-the file and line. Boxes are ``(x0, y0, x1, y1)`` in original image pixels, the
+the file and line (:func:`scan_manifest` instead collects every problem, for
+``wsolbench data verify``). Boxes are ``(x0, y0, x1, y1)`` in original image pixels, the
 order of wsolevaluation's ``localization.txt``; the metrics use the +1
 (inclusive-pixel) IoU convention on them.
 
@@ -19,6 +20,7 @@ atomic-write helpers at the bottom are shared with the rest of the package.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import re
@@ -40,9 +42,21 @@ MANIFEST_FILE = "manifest.json"
 #: Value of an "ignore" pixel in the maps returned by :func:`load_eval_mask` (wsolevaluation's code).
 IGNORE_VALUE = 255
 
+#: How a mask file encodes foreground, background and ignore (``Sample.mask_kind``):
+#: ``binary`` any non-zero pixel is foreground (the default); ``soft`` a 0-255 greyscale
+#: probability map, foreground where >= :data:`SOFT_MASK_THRESHOLD` (CUB segmentations);
+#: ``trimap`` 1 foreground, 2 background, 3 ignore (Oxford-IIIT Pet); ``class_index``
+#: 0 background, ``c + 1`` class ``c``, 255 void = ignore (PASCAL VOC, palette indices kept).
+MASK_KINDS = ("binary", "soft", "trimap", "class_index")
+#: Foreground cut-off of ``soft`` masks (0-255 greyscale): the 0.5 probability level.
+SOFT_MASK_THRESHOLD = 128
+#: Trimap values (Oxford-IIIT Pet): 1 foreground, 2 background, 3 boundary (ignored).
+TRIMAP_FOREGROUND, TRIMAP_BACKGROUND, TRIMAP_IGNORE = 1, 2, 3
+
 _TOP_KEYS = ("format", "version", "name", "root", "classes", "splits")
+_OPTIONAL_TOP_KEYS = ("mask_root", "info")
 _REQUIRED_KEYS = ("id", "path", "label", "size")
-_LINE_KEYS = frozenset(("id", "path", "label", "size", "boxes", "mask", "ignore"))
+_LINE_KEYS = frozenset(("id", "path", "label", "size", "boxes", "mask", "ignore", "labels", "mask_kind"))
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 Box = tuple[float, float, float, float]
@@ -52,9 +66,13 @@ Box = tuple[float, float, float, float]
 class Sample:
     """One image of a manifest.
 
-    ``path``, ``mask`` and ``ignore`` are POSIX paths relative to the manifest's
-    root. ``boxes`` are ``(x0, y0, x1, y1)`` in original pixels (empty for
+    ``path`` is a POSIX path relative to the manifest's root, ``mask`` and
+    ``ignore`` relative to its mask root (the root unless the manifest names
+    another). ``boxes`` are ``(x0, y0, x1, y1)`` in original pixels (empty for
     label-only splits); ``width`` and ``height`` are the original image size.
+    ``labels`` is the image's whole label set for multi-label datasets (PASCAL
+    VOC; it contains ``label``), empty when the image has the one ``label``.
+    ``mask_kind`` says how the mask file is read (:data:`MASK_KINDS`).
     """
 
     image_id: str
@@ -65,6 +83,13 @@ class Sample:
     boxes: tuple[Box, ...] = ()
     mask: str | None = None
     ignore: str | None = None
+    labels: tuple[int, ...] = ()
+    mask_kind: str = "binary"
+
+    @property
+    def label_set(self) -> tuple[int, ...]:
+        """Every class of the image: ``labels``, or ``(label,)`` for a single-label image."""
+        return self.labels or (self.label,)
 
 
 @dataclass(frozen=True)
@@ -78,6 +103,10 @@ class Manifest:
     splits: Mapping[str, tuple[Sample, ...]]
     # sha256 of the bytes read by load_manifest; None means "hash the files on disk".
     _digest: str | None = field(default=None, repr=False, compare=False)
+    #: Where ``mask`` and ``ignore`` paths are relative to (resolved); None: the root.
+    mask_root: Path | None = None
+    #: Free-form facts the converter recorded (source, options, val-split choice, ...).
+    info: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -94,10 +123,10 @@ class Manifest:
         return self.root / sample.path
 
     def mask_path(self, sample: Sample) -> Path | None:
-        return None if sample.mask is None else self.root / sample.mask
+        return None if sample.mask is None else (self.mask_root or self.root) / sample.mask
 
     def ignore_path(self, sample: Sample) -> Path | None:
-        return None if sample.ignore is None else self.root / sample.ignore
+        return None if sample.ignore is None else (self.mask_root or self.root) / sample.ignore
 
     def content_hash(self) -> str:
         """sha256 (16 hex digits) of ``manifest.json`` and the split files, as loaded."""
@@ -202,16 +231,36 @@ def _parse_sample(obj: Any, num_classes: int) -> Sample:
         ignore = _check_rel_path(ignore, "ignore")
         if mask is None:
             raise ValueError("ignore is given without a mask")
+
+    raw_labels = obj.get("labels") or []
+    if not (isinstance(raw_labels, list) and all(_is_int(v) for v in raw_labels)):
+        raise ValueError(f"labels must be a list of integers, got {json.dumps(raw_labels)}")
+    for value in raw_labels:
+        if not 0 <= value < num_classes:
+            raise ValueError(f"labels value {value} is out of range [0, {num_classes - 1}]")
+    if len(set(raw_labels)) != len(raw_labels):
+        raise ValueError(f"labels {json.dumps(raw_labels)} lists a class twice")
+    if raw_labels and label not in raw_labels:
+        raise ValueError(f"label {label} is not in labels {json.dumps(raw_labels)}")
+    mask_kind = obj.get("mask_kind") or "binary"
+    if mask_kind not in MASK_KINDS:
+        raise ValueError(f"mask_kind {json.dumps(mask_kind)} is unknown (known: {', '.join(MASK_KINDS)})")
     return Sample(image_id=image_id, path=path, label=label, width=width, height=height,
-                  boxes=tuple(boxes), mask=mask, ignore=ignore)
+                  boxes=tuple(boxes), mask=mask, ignore=ignore, labels=tuple(raw_labels), mask_kind=mask_kind)
 
 
 def _sample_record(sample: Sample) -> dict[str, Any]:
     """The JSON object of one line (integral box coordinates written as integers)."""
     boxes = [[int(v) if float(v).is_integer() else float(v) for v in box] for box in sample.boxes]
-    return {"id": sample.image_id, "path": sample.path, "label": sample.label,
-            "size": [sample.width, sample.height], "boxes": boxes,
-            "mask": sample.mask, "ignore": sample.ignore}
+    record = {"id": sample.image_id, "path": sample.path, "label": sample.label,
+              "size": [sample.width, sample.height], "boxes": boxes,
+              "mask": sample.mask, "ignore": sample.ignore}
+    # The optional keys are written only when set, so single-label binary-mask lines stay as before.
+    if sample.labels:
+        record["labels"] = list(sample.labels)
+    if sample.mask_kind != "binary":
+        record["mask_kind"] = sample.mask_kind
+    return record
 
 
 def _check_header(data: Any, where: str) -> tuple[str, str, tuple[str, ...], tuple[str, ...]]:
@@ -241,6 +290,11 @@ def _check_header(data: Any, where: str) -> tuple[str, str, tuple[str, ...], tup
             raise ManifestError(f"{where}: invalid split name {split!r} (letters, digits, '_', '.', '-')")
     if len(set(splits)) != len(splits):
         raise ManifestError(f"{where}: a split is listed twice: {splits}")
+    mask_root = data.get("mask_root")
+    if mask_root is not None and (not isinstance(mask_root, str) or not mask_root):
+        raise ManifestError(f"{where}: mask_root must be a non-empty string, got {json.dumps(mask_root)}")
+    if not isinstance(data.get("info", {}), dict):
+        raise ManifestError(f"{where}: info must be a JSON object")
     return name, root, tuple(classes), tuple(splits)
 
 
@@ -261,14 +315,53 @@ def _update(digest: Any, name: str, data: bytes) -> None:
     digest.update(data)
 
 
-def load_manifest(directory: str | Path, *, check_files: bool = False) -> Manifest:
+def load_manifest(directory: str | Path, *, check_files: bool = False, root: str | Path | None = None) -> Manifest:
     """Read and validate a manifest directory.
 
     Every line of every split is checked (keys, label range, size, boxes, paths,
     ids unique across the whole manifest). With ``check_files`` the image, mask
     and ignore files must also exist under the root (one ``stat`` each).
+    ``root`` replaces the header's root (the dataset moved); a header
+    ``mask_root`` stays relative to the manifest directory.
     """
-    directory = Path(directory)
+    manifest, _ = _load(Path(directory), check_files=check_files, root=root, problems=None)
+    return manifest
+
+
+@dataclass(frozen=True)
+class ManifestScan:
+    """What :func:`scan_manifest` read: the valid lines, where they are, and every problem.
+
+    ``lines[split][i]`` is the line number of ``manifest.split(split)[i]``.
+    """
+
+    manifest: Manifest
+    lines: Mapping[str, tuple[int, ...]]
+    problems: tuple[str, ...]
+
+
+def scan_manifest(directory: str | Path, *, root: str | Path | None = None) -> ManifestScan:
+    """Like :func:`load_manifest`, but collect every line problem instead of stopping at the first.
+
+    A bad line is reported and left out; a duplicate id is reported and the later
+    line left out; a missing split file is reported and the split is empty. A
+    header that cannot be read still raises :class:`ManifestError` (nothing else
+    can be checked without it).
+    """
+    problems: list[str] = []
+    manifest, lines = _load(Path(directory), check_files=False, root=root, problems=problems)
+    return ManifestScan(manifest=manifest, lines=MappingProxyType(lines), problems=tuple(problems))
+
+
+def _load(directory: Path, *, check_files: bool, root: str | Path | None,
+          problems: list[str] | None) -> tuple[Manifest, dict[str, tuple[int, ...]]]:
+    """The reader behind load_manifest (``problems`` None: raise at the first) and scan_manifest."""
+
+    def fail(message: str) -> None:
+        if problems is None:
+            raise ManifestError(message)
+        problems.append(message)
+
     header = directory / MANIFEST_FILE
     if not directory.is_dir():
         raise ManifestError(f"manifest directory {directory} does not exist")
@@ -287,25 +380,35 @@ def load_manifest(directory: str | Path, *, check_files: bool = False) -> Manife
     except json.JSONDecodeError as exc:
         raise ManifestError(f"manifest {header} line {exc.lineno}: invalid JSON: {exc.msg}") from None
     name, root_text, classes, split_names = _check_header(data, f"manifest {header}")
-    root = Path(root_text)
-    root = (root if root.is_absolute() else directory / root).resolve()
+    root_path = Path(root_text) if root is None else Path(root)
+    root_path = (root_path if root_path.is_absolute() else directory / root_path).resolve()
+    mask_root = data.get("mask_root")
+    mask_root_path = None
+    if mask_root is not None:
+        mask_root_path = Path(mask_root)
+        mask_root_path = (mask_root_path if mask_root_path.is_absolute() else directory / mask_root_path).resolve()
 
     seen: dict[str, str] = {}
     splits: dict[str, tuple[Sample, ...]] = {}
+    line_numbers: dict[str, tuple[int, ...]] = {}
     for split in split_names:
+        splits[split], line_numbers[split] = (), ()
         path = directory / f"{split}.jsonl"
         if not path.is_file():
-            raise ManifestError(f"manifest {path} does not exist (split {split!r} is listed in {MANIFEST_FILE})")
+            fail(f"manifest {path} does not exist (split {split!r} is listed in {MANIFEST_FILE})")
+            continue
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            raise ManifestError(f"manifest {path}: cannot be read: {exc.strerror}") from None
+            fail(f"manifest {path}: cannot be read: {exc.strerror}")
+            continue
         _update(digest, path.name, raw)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise ManifestError(f"manifest {path}: not UTF-8 text") from None
-        samples = []
+            fail(f"manifest {path}: not UTF-8 text")
+            continue
+        samples, numbers = [], []
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -313,38 +416,54 @@ def load_manifest(directory: str | Path, *, check_files: bool = False) -> Manife
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ManifestError(f"{where}: invalid JSON: {exc.msg}") from None
+                fail(f"{where}: invalid JSON: {exc.msg}")
+                continue
             try:
                 sample = _parse_sample(obj, len(classes))
             except ValueError as exc:
-                raise ManifestError(f"{where}: {exc}") from None
+                fail(f"{where}: {exc}")
+                continue
             if sample.image_id in seen:
-                raise ManifestError(f"{where}: duplicate id {sample.image_id!r} (first at {seen[sample.image_id]})")
+                fail(f"{where}: duplicate id {sample.image_id!r} (first at {seen[sample.image_id]})")
+                continue
             seen[sample.image_id] = f"{path.name} line {lineno}"
             if check_files:
                 for key in ("path", "mask", "ignore"):
                     rel = getattr(sample, key)
-                    if rel is not None and not (root / rel).is_file():
-                        raise ManifestError(f"{where}: {key} file {root / rel} does not exist")
+                    base = root_path if key == "path" else (mask_root_path or root_path)
+                    if rel is not None and not (base / rel).is_file():
+                        fail(f"{where}: {key} file {base / rel} does not exist")
             samples.append(sample)
-        splits[split] = tuple(samples)
-    return Manifest(directory=directory, name=name, root=root, classes=classes,
-                    splits=MappingProxyType(splits), _digest=digest.hexdigest()[:16])
+            numbers.append(lineno)
+        splits[split], line_numbers[split] = tuple(samples), tuple(numbers)
+    manifest = Manifest(directory=directory, name=name, root=root_path, classes=classes,
+                        splits=MappingProxyType(splits), _digest=digest.hexdigest()[:16],
+                        mask_root=mask_root_path, info=MappingProxyType(dict(data.get("info") or {})))
+    return manifest, line_numbers
 
 
 def write_manifest(directory: str | Path, *, name: str, root: str | Path, classes: Sequence[str],
-                   splits: Mapping[str, Sequence[Sample]]) -> Path:
+                   splits: Mapping[str, Sequence[Sample]], mask_root: str | Path | None = None,
+                   info: Mapping[str, Any] | None = None) -> Path:
     """Validate and write a manifest directory; return ``directory``.
 
     Each file goes to a temporary file in the same directory and is moved into
     place with ``os.replace``. An existing ``manifest.json`` is removed first and
     the new one is written last, so a reader never loads a mix of old and new
     split files. ``root`` is relative to ``directory`` (e.g. ``"."``) or absolute.
+    ``mask_root`` (optional, same convention) is where ``mask`` and ``ignore``
+    paths are relative to when it is not the root, e.g. ``"."`` for masks a
+    converter derived into the manifest directory. ``info`` is a JSON object of
+    facts about the conversion (source, options, how val was chosen).
     """
     directory = Path(directory)
     root_text = Path(root).as_posix()
-    header = {"format": FORMAT, "version": VERSION, "name": name, "root": root_text,
-              "classes": list(classes), "splits": list(splits)}
+    header: dict[str, Any] = {"format": FORMAT, "version": VERSION, "name": name, "root": root_text,
+                              "classes": list(classes), "splits": list(splits)}
+    if mask_root is not None:
+        header["mask_root"] = Path(mask_root).as_posix()
+    if info:
+        header["info"] = json.loads(json.dumps(dict(info)))  # a plain JSON copy (fails early if not JSON)
     _check_header(header, f"write_manifest {directory}")
     seen: dict[str, str] = {}
     bodies: dict[str, bytes] = {}
@@ -391,12 +510,28 @@ def _read_file(path: Path, what: str) -> np.ndarray:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file into ``(H, W, 3)`` uint8 RGB (grey and RGBA are converted)."""
+    """Decode an image file into ``(H, W, 3)`` uint8 RGB, whatever its mode.
+
+    OpenCV first (grey, RGBA and CMYK JPEGs come out as 3-channel colour); a file
+    OpenCV cannot decode (e.g. a GIF saved as ``.jpg``) is tried with Pillow and
+    converted to RGB. The EXIF orientation tag is not applied: pixels stay as
+    stored, the frame the annotations and the reference loaders (PIL) use, so the
+    decoded size is the manifest's ``size``. DataError names the path when
+    neither decodes it.
+    """
     data = _read_file(Path(path), "image")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise DataError(f"image {path} cannot be decoded")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    if image is not None:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if data.size:
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data.tobytes())) as pil:
+                return np.asarray(pil.convert("RGB"), dtype=np.uint8).copy()
+        except Exception:  # Pillow raises many types for a corrupt file; the path is what matters
+            pass
+    raise DataError(f"image {path} cannot be decoded")
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -405,7 +540,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     Read unchanged (any bit depth). A colour mask counts a pixel when any colour
     channel is non-zero; an alpha channel is not looked at (wsolevaluation reads
     masks as greyscale, which drops it too). Palette PNGs are not index-preserved
-    by OpenCV: converters must write plain greyscale masks.
+    by OpenCV: use :func:`read_index_mask` for those.
     """
     data = _read_file(Path(path), "mask")
     mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
@@ -418,21 +553,89 @@ def read_mask(path: str | Path) -> np.ndarray:
     return mask.astype(np.uint8)
 
 
-def load_eval_mask(manifest: Manifest, sample: Sample, resolution: int) -> np.ndarray:
+def read_index_mask(path: str | Path) -> np.ndarray:
+    """``(H, W)`` uint8 pixel values of an index image (class-index mask, trimap), palette indices kept.
+
+    Palette (``P``), greyscale (``L``), 1-bit and integer images with values in
+    [0, 255] are accepted; colour images are refused (their pixel values are not
+    indices). Pillow reads them, since OpenCV expands palettes to colour.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            array = np.array(image)
+    except FileNotFoundError:
+        raise DataError(f"mask {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"mask {path} cannot be decoded: {exc}") from None
+    if mode not in ("P", "L", "1") and not mode.startswith("I"):
+        raise DataError(f"index mask {path} has mode {mode}; expected a palette or single-channel image "
+                        "whose pixel values are indices")
+    if array.ndim != 2:
+        raise DataError(f"index mask {path} has shape {array.shape}; expected a single channel")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise DataError(f"index mask {path} has values outside [0, 255]")
+    return array.astype(np.uint8)
+
+
+def read_soft_mask(path: str | Path) -> np.ndarray:
+    """``(H, W)`` uint8 0/1: a 0-255 greyscale map (Pillow ``convert("L")``) at >= :data:`SOFT_MASK_THRESHOLD`."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            grey = np.asarray(image.convert("L"))
+    except FileNotFoundError:
+        raise DataError(f"mask {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"mask {path} cannot be decoded: {exc}") from None
+    return (grey >= SOFT_MASK_THRESHOLD).astype(np.uint8)
+
+
+def decode_mask(path: str | Path, kind: str, label: int) -> np.ndarray:
+    """One mask file as ``(H, W)`` uint8 at its own size: 0 background, 1 foreground, 255 ignore.
+
+    ``kind`` is one of :data:`MASK_KINDS`; ``label`` picks the foreground class of
+    a ``class_index`` mask (value ``label + 1``; other classes are background).
+    """
+    if kind == "binary":
+        return read_mask(path)
+    if kind == "soft":
+        return read_soft_mask(path)
+    if kind == "trimap":
+        values = read_index_mask(path)
+        out = (values == TRIMAP_FOREGROUND).astype(np.uint8)
+        out[values == TRIMAP_IGNORE] = IGNORE_VALUE
+        return out
+    if kind == "class_index":
+        values = read_index_mask(path)
+        out = (values == label + 1).astype(np.uint8)
+        out[values == IGNORE_VALUE] = IGNORE_VALUE
+        return out
+    raise DataError(f"mask {path}: unknown mask kind {kind!r} (known: {', '.join(MASK_KINDS)})")
+
+
+def load_eval_mask(manifest: Manifest, sample: Sample, resolution: int | None) -> np.ndarray:
     """The ground-truth map of ``sample`` at ``(resolution, resolution)``, uint8.
 
-    0 = background, 1 = foreground (mask non-zero), 255 = ignore (ignore map
-    non-zero and not foreground), as in wsolevaluation. Both maps are resized
-    with nearest neighbour (``cv2.INTER_NEAREST``).
+    0 = background, 1 = foreground, 255 = ignore, as in wsolevaluation. The mask
+    is read by its kind (:func:`decode_mask`); an ignore file marks its non-zero
+    pixels that are not foreground. Every map is resized with nearest neighbour
+    (``cv2.INTER_NEAREST``). ``resolution`` None keeps the mask's own size.
     """
     mask_path = manifest.mask_path(sample)
     if mask_path is None:
         raise DataError(f"image {sample.image_id} has no mask in manifest {manifest.directory}")
-    size = (int(resolution), int(resolution))
-    fg = cv2.resize(read_mask(mask_path), size, interpolation=cv2.INTER_NEAREST)
-    out = fg.copy()
+    decoded = decode_mask(mask_path, sample.mask_kind, sample.label)
+    height, width = decoded.shape
+    size = (width, height) if resolution is None else (int(resolution), int(resolution))
+    out = cv2.resize(decoded, size, interpolation=cv2.INTER_NEAREST)
     ignore_path = manifest.ignore_path(sample)
     if ignore_path is not None:
         ignore = cv2.resize(read_mask(ignore_path), size, interpolation=cv2.INTER_NEAREST)
-        out[(ignore != 0) & (fg == 0)] = IGNORE_VALUE
+        out[(ignore != 0) & (out == 0)] = IGNORE_VALUE
     return out

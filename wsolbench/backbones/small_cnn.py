@@ -7,6 +7,7 @@ w = 16 it has about 78k parameters.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from torch import Tensor, nn
@@ -32,11 +33,10 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-@BACKBONES.register("small_cnn")
 class SmallCnn(CamBackbone):
     """The CPU network; ``width`` sets the channels (w, 2w, 4w)."""
 
-    def __init__(self, num_classes: int, width: int = 16, **_: Any) -> None:
+    def __init__(self, num_classes: int, width: int = 16) -> None:
         super().__init__()
         w = width
         self.features = nn.Sequential(
@@ -47,3 +47,12 @@ class SmallCnn(CamBackbone):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+@BACKBONES.register("small_cnn")
+def small_cnn(num_classes: int, width: int = 16, pretrained: bool = False,
+              weights: str | os.PathLike[str] | None = None, **_: Any) -> CamBackbone:
+    """``large_feature_map`` does not apply; there are no ImageNet weights (``weights=FILE`` loads a state dict)."""
+    net = SmallCnn(num_classes, width)
+    net.init_weights_from("small_cnn", pretrained=pretrained, weights=weights)
+    return net

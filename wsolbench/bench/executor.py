@@ -23,14 +23,15 @@ class BenchOutcome:
 
 
 def run_bench(configs: Sequence[RunConfig], *, output_dir: Path, progress: Progress | None = None,
-              rerun: bool = False) -> BenchOutcome:
+              rerun: bool = False, resume: bool = False) -> BenchOutcome:
     progress = progress or NullProgress()
     for cfg in configs:  # every name is checked before the first run starts
         check_config(cfg)
     outcome = BenchOutcome()
     for cfg in configs:
         try:
-            outcome.results.append(train_and_evaluate(cfg, output_dir=output_dir, progress=progress, rerun=rerun))
+            outcome.results.append(train_and_evaluate(cfg, output_dir=output_dir, progress=progress, rerun=rerun,
+                                                       resume=resume))
         except WsolbenchError as exc:
             if exc.exit_code == 2:  # a usage problem applies to every run: stop now
                 raise

@@ -35,19 +35,46 @@ class SplitEvaluation:
     seconds: float
 
 
-@torch.no_grad()
-def evaluate(method: WsolMethod, loader: DataLoader, samples: Sequence[Sample], *, split: str,
-             num_classes: int, cfg: EvalConfig, device: torch.device, amp: AmpPolicy,
-             on_batch: Callable[[int], None] | None = None) -> SplitEvaluation:
-    """Classification, box and mask metrics of ``method`` on one split (boxes/masks when annotated)."""
-    method.eval()
-    start = time.perf_counter()
+@dataclass
+class SplitAccumulators:
+    """The streaming state of one split's evaluation; shards merge into the whole (distributed runs)."""
+
+    classification: ClassificationAccumulator
+    boxes: BoxAccumulator | None
+    masks: MaskAccumulator | None
+
+    def merge(self, other: SplitAccumulators) -> SplitAccumulators:
+        self.classification.merge(other.classification)
+        if self.boxes is not None and other.boxes is not None:
+            self.boxes.merge(other.boxes)
+        if self.masks is not None and other.masks is not None:
+            self.masks.merge(other.masks)
+        return self
+
+    def compute(self, split: str, seconds: float) -> SplitEvaluation:
+        return SplitEvaluation(split=split, classification=self.classification.compute(),
+                               boxes=self.boxes.compute() if self.boxes is not None else None,
+                               masks=self.masks.compute() if self.masks is not None else None,
+                               seconds=seconds)
+
+
+def new_accumulators(samples: Sequence[Sample], *, num_classes: int, cfg: EvalConfig,
+                     has_masks: bool) -> SplitAccumulators:
     thresholds = cam_thresholds(cfg.threshold_step)
+    has_boxes = len(samples) > 0 and all(len(s.boxes) > 0 for s in samples)
+    return SplitAccumulators(
+        classification=ClassificationAccumulator(num_classes),
+        boxes=BoxAccumulator(thresholds, iou_thresholds=cfg.iou_thresholds) if has_boxes else None,
+        masks=MaskAccumulator(thresholds) if has_masks else None)
+
+
+@torch.no_grad()
+def accumulate(method: WsolMethod, loader: DataLoader, samples: Sequence[Sample], acc: SplitAccumulators, *,
+               cfg: EvalConfig, device: torch.device, amp: AmpPolicy,
+               on_batch: Callable[[int], None] | None = None) -> SplitAccumulators:
+    """Feed every batch of ``loader`` through ``method`` into ``acc`` (one forward pass per batch)."""
+    method.eval()
     res = cfg.resolution
-    has_boxes = all(len(s.boxes) > 0 for s in samples)
-    cls_acc = ClassificationAccumulator(num_classes)
-    box_acc = BoxAccumulator(thresholds, iou_thresholds=cfg.iou_thresholds) if has_boxes else None
-    mask_acc: MaskAccumulator | None = None
     non_blocking = device.type == "cuda"
     for batch in loader:
         x = batch["image"].to(device, non_blocking=non_blocking)
@@ -57,23 +84,28 @@ def evaluate(method: WsolMethod, loader: DataLoader, samples: Sequence[Sample], 
         logits = logits.float()
         probs = torch.softmax(logits, dim=1)
         cls_correct = (logits.argmax(dim=1) == y).cpu().numpy()
-        cls_acc.update(probs.cpu().numpy().astype(np.float64), y.cpu().numpy())
+        acc.classification.update(probs.cpu().numpy().astype(np.float64), y.cpu().numpy())
         indices = batch["index"].tolist()
         ids = [samples[i].image_id for i in indices]
-        if box_acc is not None or "mask" in batch:
+        if acc.boxes is not None or acc.masks is not None:
             maps = scoremaps_for(feats, method.net.head_weight, y, res, mode=cfg.cam_resize)
             maps_np = maps.cpu().numpy()
-            if box_acc is not None:
+            if acc.boxes is not None:
                 boxes = [rescale_boxes(np.asarray(samples[i].boxes, dtype=np.float64).reshape(-1, 4),
                                        (samples[i].width, samples[i].height), (res, res)) for i in indices]
-                box_acc.update(maps_np, boxes, ids, cls_correct=cls_correct)
-            if "mask" in batch:
-                if mask_acc is None:
-                    mask_acc = MaskAccumulator(thresholds)
-                mask_acc.update(maps_np, batch["mask"].numpy(), ids)
+                acc.boxes.update(maps_np, boxes, ids, cls_correct=cls_correct)
+            if acc.masks is not None:
+                acc.masks.update(maps_np, batch["mask"].numpy(), ids)
         if on_batch is not None:
             on_batch(len(indices))
-    return SplitEvaluation(split=split, classification=cls_acc.compute(),
-                           boxes=box_acc.compute() if box_acc is not None else None,
-                           masks=mask_acc.compute() if mask_acc is not None else None,
-                           seconds=time.perf_counter() - start)
+    return acc
+
+
+def evaluate(method: WsolMethod, loader: DataLoader, samples: Sequence[Sample], *, split: str,
+             num_classes: int, cfg: EvalConfig, device: torch.device, amp: AmpPolicy, has_masks: bool,
+             on_batch: Callable[[int], None] | None = None) -> SplitEvaluation:
+    """Classification, box and mask metrics of ``method`` on one split (boxes/masks when annotated)."""
+    start = time.perf_counter()
+    acc = new_accumulators(samples, num_classes=num_classes, cfg=cfg, has_masks=has_masks)
+    accumulate(method, loader, samples, acc, cfg=cfg, device=device, amp=amp, on_batch=on_batch)
+    return acc.compute(split, time.perf_counter() - start)

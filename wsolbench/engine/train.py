@@ -1,18 +1,18 @@
-"""One training epoch as a plain function."""
+"""One training epoch as a plain function, resumable at any step."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from wsolbench.engine.device import AmpPolicy
 from wsolbench.errors import WsolbenchError
-from wsolbench.methods import WsolMethod
 from wsolbench.objectives import predictive_entropy
 
 
@@ -22,37 +22,87 @@ class TrainingDiverged(WsolbenchError):
     exit_code = 1
 
 
+@dataclass
+class EpochMeter:
+    """Running sums of one epoch; saved in step checkpoints so a resumed epoch reports the same numbers."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    entropy_sum: float = 0.0
+    seen: int = 0
+    skipped: int = 0  # bad images dropped under on_bad_image=skip
+    seconds: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)  # sums of the method's named losses
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict | None) -> EpochMeter:
+        return cls(**state) if state else cls()
+
+
 @dataclass(frozen=True)
 class EpochStats:
     epoch: int
     loss: float  # mean total loss over the epoch's images
     top1: float  # training accuracy, percent
     entropy: float  # mean predictive entropy H(p), nats
-    lr: float  # learning rate at the end of the epoch
+    lr: float  # learning rate of the first parameter group at the end of the epoch
     images: int
+    skipped: int
     seconds: float
+    parts: dict[str, float]  # mean of each named loss
 
 
-def train_one_epoch(method: WsolMethod, loader: DataLoader, *, optimizer: torch.optim.Optimizer,
+def train_one_epoch(model: nn.Module, loader: DataLoader, *, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device,
-                    amp: AmpPolicy, scaler: torch.amp.GradScaler, epoch: int,
-                    on_batch: Callable[[int], None] | None = None) -> EpochStats:
-    """Train ``method`` for one pass over ``loader``; raises TrainingDiverged on a non-finite loss."""
-    method.train()
-    start = time.perf_counter()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    entropy_sum = torch.zeros((), device=device, dtype=torch.float64)
-    seen = 0
+                    amp: AmpPolicy, scaler: torch.amp.GradScaler, epoch: int, start_step: int = 0,
+                    meter: EpochMeter | None = None, on_batch: Callable[[int], None] | None = None,
+                    checkpoint_every: int = 0,
+                    on_checkpoint: Callable[[int, EpochMeter], None] | None = None) -> EpochStats:
+    """Train for the rest of one pass over ``loader`` (which already skips ``start_step`` batches).
+
+    ``model(x, y)`` returns the method's dict (``loss``, named parts, ``logits``): a
+    :class:`~wsolbench.methods.WsolMethod`, possibly wrapped in DistributedDataParallel.
+    ``on_checkpoint(step, meter)`` runs every ``checkpoint_every`` steps (step checkpoints).
+    Raises :class:`TrainingDiverged` on a non-finite loss, before the step is taken. The only
+    host-device synchronisation per step is reading the loss; the other sums stay on the device.
+    """
+    model.train()
+    meter = meter or EpochMeter()
+    start = time.perf_counter() - meter.seconds
     non_blocking = device.type == "cuda"
-    for step, batch in enumerate(loader):
+    step = start_step
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # correct, entropy since the last flush
+    part_sums: dict[str, torch.Tensor] = {}
+
+    def flush() -> None:
+        correct, entropy = sums.tolist()
+        meter.correct += int(round(correct))
+        meter.entropy_sum += entropy
+        sums.zero_()
+        for name, total in part_sums.items():
+            meter.parts[name] = meter.parts.get(name, 0.0) + float(total)
+        part_sums.clear()
+        meter.seconds = time.perf_counter() - start
+
+    for batch in loader:
+        skipped = int(batch.get("skipped", 0))
+        meter.skipped += skipped
+        if "image" not in batch:  # every image of this batch was bad and skipped
+            step += 1
+            continue
         x = batch["image"].to(device, non_blocking=non_blocking)
         y = batch["label"].to(device, non_blocking=non_blocking)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
         with amp.autocast():
-            out = method.training_step(x, y)
+            out = model(x, y)
         loss = out["loss"]
-        if not math.isfinite(loss.item()):
-            raise TrainingDiverged(f"training loss became {loss.item()} at epoch {epoch}, step {step}")
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"training loss became {value} at epoch {epoch}, step {step}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -61,13 +111,22 @@ def train_one_epoch(method: WsolMethod, loader: DataLoader, *, optimizer: torch.
         with torch.no_grad():
             logits = out["logits"].detach().float()
             n = y.shape[0]
-            loss_sum += loss.detach().double() * n
-            correct += (logits.argmax(dim=1) == y).sum()
-            entropy_sum += predictive_entropy(logits).double().sum()
-        seen += n
+            meter.loss_sum += value * n
+            sums[0] += (logits.argmax(dim=1) == y).sum()
+            sums[1] += predictive_entropy(logits).double().sum()
+            for name, part in out.items():
+                if name not in ("loss", "logits") and torch.is_tensor(part) and part.ndim == 0:
+                    part_sums[name] = part_sums.get(name, 0.0) + part.detach().double() * n
+        meter.seen += n
+        step += 1
         if on_batch is not None:
-            on_batch(n)
-    seen = max(seen, 1)
-    return EpochStats(epoch=epoch, loss=loss_sum.item() / seen, top1=100.0 * correct.item() / seen,
-                      entropy=entropy_sum.item() / seen, lr=optimizer.param_groups[0]["lr"],
-                      images=seen, seconds=time.perf_counter() - start)
+            on_batch(n + skipped)
+        if on_checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
+            flush()
+            on_checkpoint(step, meter)
+    flush()
+    seen = max(meter.seen, 1)
+    return EpochStats(epoch=epoch, loss=meter.loss_sum / seen, top1=100.0 * meter.correct / seen,
+                      entropy=meter.entropy_sum / seen, lr=optimizer.param_groups[0]["lr"], images=meter.seen,
+                      skipped=meter.skipped, seconds=meter.seconds,
+                      parts={k: v / seen for k, v in meter.parts.items()})

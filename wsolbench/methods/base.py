@@ -28,6 +28,10 @@ class WsolMethod(nn.Module):
     def training_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def forward(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """The training step, as ``forward`` so DistributedDataParallel can wrap the method."""
+        return self.training_step(x, y)
+
     def infer(self, x: Tensor) -> tuple[Tensor, Tensor]:
         feats = self.net.forward_features(x)
         return self.net.forward_head(feats), feats

@@ -1,13 +1,16 @@
 """WSOL metrics: fixed-size, mergeable accumulators over pure protocol functions.
 
-Pure numpy and OpenCV; no torch, no I/O. The evaluation conventions (those of
-wsolevaluation, Choe et al. CVPR 2020) are documented in
-:mod:`wsolbench.metrics.protocol`.
+numpy, OpenCV and numba; torch only for maps handed over as tensors
+(:func:`score_histograms_torch`, imported when called); no I/O. The evaluation
+conventions (those of wsolevaluation, Choe et al. CVPR 2020) are documented in
+:mod:`wsolbench.metrics.protocol`; the fast engines (:mod:`~wsolbench.metrics.fast_boxes`,
+:func:`fast_score_histograms`) give the same numbers as the exact ones.
 """
 
 from wsolbench.metrics.boxes import DEFAULT_IOU_THRESHOLDS, BoxAccumulator, BoxResult
 from wsolbench.metrics.classification import ClassificationAccumulator, ClassificationResult
-from wsolbench.metrics.masks import MaskAccumulator, MaskResult
+from wsolbench.metrics.fast_boxes import fast_best_ious
+from wsolbench.metrics.masks import MaskAccumulator, MaskResult, fast_score_histograms, score_histograms_torch
 from wsolbench.metrics.protocol import (
     CONTOUR_MODES,
     PixelCounts,
@@ -65,6 +68,8 @@ __all__ = [
     "contour_boxes",
     "correct_at",
     "entropy",
+    "fast_best_ious",
+    "fast_score_histograms",
     "pixel_counts",
     "pixel_curves",
     "pxap",
@@ -72,5 +77,6 @@ __all__ = [
     "quantize_scoremap",
     "rescale_boxes",
     "score_histograms",
+    "score_histograms_torch",
     "threshold_cuts",
 ]

@@ -14,16 +14,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from wsolbench.errors import MetricInputError
+from wsolbench.metrics.fast_boxes import fast_best_ious, maps_in_unit_interval
 from wsolbench.metrics.protocol import CONTOUR_MODES, best_ious, correct_at
 from wsolbench.metrics.validate import (
     check_cls_correct,
     check_gt_boxes,
+    check_image_ids,
     check_iou_thresholds,
     check_scoremaps,
     check_thresholds,
 )
 
 DEFAULT_IOU_THRESHOLDS = (30, 50, 70)
+
+#: Box engines: "fast" (every threshold in two union-find passes per map,
+#: :mod:`wsolbench.metrics.fast_boxes`) and "exact" (findContours per distinct
+#: cut, :func:`~wsolbench.metrics.protocol.best_ious`). Their counts are identical.
+ENGINES = ("fast", "exact")
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -153,6 +160,8 @@ class BoxAccumulator:
     Args:
         thresholds: ``(T,)`` CAM thresholds, see :func:`~wsolbench.metrics.protocol.cam_thresholds`.
         iou_thresholds: IoU thresholds in percent.
+        engine: "fast" (default) or "exact", see :data:`ENGINES`; same counts.
+        workers: numba threads splitting each batch's maps (fast engine).
 
     State (fixed size):
         count: images seen.
@@ -161,10 +170,22 @@ class BoxAccumulator:
         correct_top1: same, counting only images whose top-1 class is correct.
     """
 
-    def __init__(self, thresholds: np.ndarray, iou_thresholds: Sequence[int] = DEFAULT_IOU_THRESHOLDS):
+    def __init__(
+        self,
+        thresholds: np.ndarray,
+        iou_thresholds: Sequence[int] = DEFAULT_IOU_THRESHOLDS,
+        engine: str = "fast",
+        workers: int = 1,
+    ):
         self.thresholds = check_thresholds(thresholds)
         self.thresholds.setflags(write=False)
         self.iou_thresholds = check_iou_thresholds(iou_thresholds)
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if int(workers) < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.engine = engine
+        self.workers = int(workers)
         self.reset()
 
     def reset(self) -> None:
@@ -200,20 +221,35 @@ class BoxAccumulator:
             image_ids: ``B`` ids, named in error messages.
             cls_correct: ``(B,)`` bool top-1 classification outcome, or None.
         """
-        maps = check_scoremaps(scoremaps, image_ids)
+        maps = self._checked_maps(scoremaps, image_ids)
         boxes = check_gt_boxes(gt_boxes, image_ids)
         if cls_correct is not None:
             cls_correct = check_cls_correct(cls_correct, image_ids)
         if maps.shape[0] == 0:
             return
         self._note_top1(cls_correct is not None)
-        ious = np.stack([np.stack(best_ious(m, b, self.thresholds)) for m, b in zip(maps, boxes)])
+        if self.engine == "fast":
+            ious = fast_best_ious(maps, boxes, self.thresholds, threads=self.workers)
+        else:
+            ious = np.stack([np.stack(best_ious(m, b, self.thresholds)) for m, b in zip(maps, boxes)])
         # ious: (B, mode, T) -> hits: (iou, B, mode, T) -> (B, mode, iou, T)
         hits = correct_at(ious, self.iou_thresholds).transpose(1, 2, 0, 3)
         self.correct += hits.sum(axis=0)
         if cls_correct is not None:
             self.correct_top1 += hits[cls_correct].sum(axis=0)
         self.count += maps.shape[0]
+
+    def _checked_maps(self, scoremaps, image_ids) -> np.ndarray:
+        """:func:`check_scoremaps`, without its float64 copy for the fast engine."""
+        maps = np.asarray(scoremaps)
+        plain = maps.ndim == 3 and maps.dtype in (np.float32, np.float64) and 0 not in maps.shape
+        if self.engine == "exact" or not plain:
+            return check_scoremaps(maps, image_ids)
+        check_image_ids(image_ids, maps.shape[0])
+        if not maps_in_unit_interval(maps).all():
+            check_scoremaps(maps, image_ids)  # raises, naming the image
+            raise RuntimeError("the range check flagged a map that check_scoremaps accepts")
+        return maps
 
     def merge(self, other: BoxAccumulator) -> BoxAccumulator:
         """Add the counts of ``other`` (same thresholds and IoU thresholds); returns self."""

@@ -3,19 +3,257 @@
 Reference: Choe et al., CVPR 2020, wsolevaluation ``MaskEvaluator``; the
 conventions are listed in :mod:`wsolbench.metrics.protocol`. The state is two
 fixed-size histograms, so accumulators over disjoint halves merge into the whole.
+
+The histograms are those of ``np.histogram`` with the PxAP edges
+(:func:`~wsolbench.metrics.protocol.score_histograms`), computed three ways
+with identical counts: :func:`fast_score_histograms` (one O(n) pass in numba,
+the default), :func:`score_histograms_torch` (torch, on the tensors' device,
+e.g. CUDA), and ``np.histogram`` itself (``engine="exact"``, which sorts).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from wsolbench.errors import MetricInputError
-from wsolbench.metrics.protocol import pixel_curves, pxap, score_histograms
-from wsolbench.metrics.validate import check_masks, check_scoremaps, check_thresholds
+from wsolbench.metrics.protocol import pixel_curves, pxap, pxap_edges, score_histograms
+from wsolbench.metrics.validate import (
+    MASK_BACKGROUND,
+    MASK_FOREGROUND,
+    MASK_IGNORE,
+    check_image_ids,
+    check_masks,
+    check_scoremaps,
+    check_thresholds,
+)
+
+ENGINES = ("fast", "exact")
+
+
+def _cell_table(edges: np.ndarray) -> np.ndarray:
+    """Bin of each of ``R`` equal cells of ``[0, 1]``; -1 where an edge splits the cell, -2 below the first.
+
+    ``R`` is a power of two, so ``x * R`` is exact and a score ``x`` in ``[0, 1)``
+    falls in cell ``int(x * R)``, the interval ``[g / R, (g + 1) / R)``. A cell
+    that holds no edge lies inside one bin, the bin of its centre; a cell that
+    holds one, and the last cell (where 1.0 lands, the left edge of the
+    next-to-last bin), are settled by comparing ``x`` with the edges.
+    """
+    n_bins = len(edges) - 1
+    n_cells = 1 << int(np.clip(np.ceil(np.log2(64 * n_bins)), 12, 16))
+    centres = (np.arange(n_cells) + 0.5) / n_cells
+    table = np.searchsorted(edges, centres, side="right") - 1
+    table[table < 0] = -2
+    # An edge at 0 splits nothing: scores below 0 never reach the table.
+    inside = edges[(edges > 0.0) & (edges < 1.0)]
+    table[np.floor(inside * n_cells).astype(np.int64)] = -1
+    table[-1] = -1
+    return table.astype(np.int16 if n_bins < np.iinfo(np.int16).max else np.int32)
+
+
+@numba.njit(cache=True)
+def _histogram_maps(maps, masks, edges, table, counts, invalid, lo, hi):
+    """Add maps ``lo .. hi - 1`` to ``counts[mask, bin]`` with np.histogram's bins.
+
+    Bin ``i`` is ``edges[i] <= x < edges[i + 1]``, the last bin also holding
+    ``x == edges[-1]``; scores outside the edges, NaN, and masks other than 0
+    and 1 are not counted. ``invalid[b]`` counts the scores outside ``[0, 1]``
+    (NaN included) and the mask values other than 0, 1, 255 of map ``b``.
+    """
+    n_edges = edges.shape[0]
+    n_bins = n_edges - 1
+    bins = np.uint64(n_bins)
+    low = edges[0]
+    high = edges[n_edges - 1]
+    step = 1.0 / (edges[1] - edges[0])
+    n_cells = table.shape[0]
+    scale = float(n_cells)
+    last_cell = np.int64(n_cells - 1)
+    # rows: background, foreground, anything else (ignored)
+    flat = np.zeros(3 * n_bins, np.int64)
+    for image in range(lo, hi):
+        scores = maps[image].reshape(-1)
+        labels = masks[image].reshape(-1)
+        bad = 0
+        for i in range(scores.shape[0]):
+            x = np.float64(scores[i])
+            m = labels[i]
+            bad += (m > 1) & (m != 255)
+            if 0.0 <= x <= 1.0:
+                v = table[np.uint64(min(np.int64(x * scale), last_cell))]
+            else:
+                bad += 1
+                v = -1
+            if v >= 0:
+                b = np.uint64(v)
+            elif v == -2 or not low <= x <= high:
+                continue
+            elif x == high:
+                b = bins - np.uint64(1)
+            else:
+                k = min(max(np.int64((x - low) * step), 0), n_bins - 1)
+                while edges[k + 1] <= x:
+                    k += 1
+                while edges[k] > x:
+                    k -= 1
+                b = np.uint64(k)
+            flat[np.uint64(min(m, 2)) * bins + b] += 1
+        invalid[image] = bad
+    for i in range(2 * n_bins):
+        counts[i // n_bins, i % n_bins] += flat[i]
+
+
+@numba.njit(cache=True, parallel=True)
+def _histogram_maps_parallel(maps, masks, edges, table, counts, invalid, n_chunks):
+    n = maps.shape[0]
+    parts = np.zeros((n_chunks,) + counts.shape, np.int64)
+    for chunk in numba.prange(n_chunks):
+        _histogram_maps(maps, masks, edges, table, parts[chunk], invalid, chunk * n // n_chunks, (chunk + 1) * n // n_chunks)
+    for chunk in range(n_chunks):
+        counts += parts[chunk]
+
+
+def _histogram_counts(maps: np.ndarray, masks: np.ndarray, thresholds: np.ndarray, workers: int):
+    """``(counts (2, T + 2), invalid (B,))`` of ``(B, H, W)`` maps and uint8 masks."""
+    edges = pxap_edges(thresholds)
+    counts = np.zeros((2, len(edges) - 1), dtype=np.int64)
+    invalid = np.zeros(maps.shape[0], dtype=np.int64)
+    table = _cell_table(edges)
+    workers = min(workers, maps.shape[0], numba.config.NUMBA_NUM_THREADS)
+    if workers > 1:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(workers)
+        try:
+            _histogram_maps_parallel(maps, masks, edges, table, counts, invalid, workers)
+        finally:
+            numba.set_num_threads(previous)
+    else:
+        _histogram_maps(maps, masks, edges, table, counts, invalid, 0, maps.shape[0])
+    return counts, invalid
+
+
+def fast_score_histograms(
+    scoremaps: np.ndarray, masks: np.ndarray, thresholds: np.ndarray, workers: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~wsolbench.metrics.protocol.score_histograms` in one O(n) pass, same counts.
+
+    No sort: each score's bin comes from a table over 2^12 to 2^16 equal cells
+    of ``[0, 1]``, and from comparisons with the edges for scores in the cells
+    next to an edge, so the counts equal ``np.histogram``'s exactly.
+
+    Args:
+        scoremaps: ``(..., H, W)`` float (float32 is widened exactly).
+        masks: same shape, uint8 0 background / 1 foreground / 255 ignore.
+        thresholds: ``(T,)`` CAM thresholds.
+        workers: numba threads splitting the maps.
+
+    Returns:
+        ``(fg_hist, bg_hist)``, int64 ``(T + 2,)`` each.
+    """
+    maps = np.asarray(scoremaps)
+    labels = np.asarray(masks)
+    if maps.shape != labels.shape:
+        raise ValueError(f"score maps and masks differ in shape: {maps.shape} vs {labels.shape}")
+    if maps.dtype not in (np.float32, np.float64):
+        maps = maps.astype(np.float64)
+    shape = (1, 1, -1) if maps.ndim < 2 else (-1,) + maps.shape[-2:]
+    maps = np.ascontiguousarray(maps).reshape(shape)
+    labels = np.ascontiguousarray(labels, dtype=np.uint8).reshape(maps.shape)
+    counts, _ = _histogram_counts(maps, labels, thresholds, workers)
+    return counts[MASK_FOREGROUND].copy(), counts[MASK_BACKGROUND].copy()
+
+
+def score_histograms_torch(scoremaps, masks, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~wsolbench.metrics.protocol.score_histograms` on torch tensors, same counts.
+
+    Runs on the tensors' device (a batch of CUDA maps stays on the GPU; only the
+    ``2 (T + 2)`` counts come back). Scores are widened to float64, exactly, as
+    the protocol does, and binned by comparison with the float64 edges
+    (``torch.bucketize``), so the counts equal numpy's bit for bit.
+
+    Args:
+        scoremaps: ``(..., H, W)`` float tensor in ``[0, 1]``.
+        masks: integer tensor of the same shape, 0 background / 1 foreground / 255 ignore.
+        thresholds: ``(T,)`` CAM thresholds.
+
+    Returns:
+        ``(fg_hist, bg_hist)``, numpy int64 ``(T + 2,)`` each.
+    """
+    import torch
+
+    scores = scoremaps.detach().to(torch.float64)
+    labels = masks.detach().to(device=scores.device, dtype=torch.int64)
+    edges = torch.as_tensor(pxap_edges(thresholds), dtype=torch.float64, device=scores.device)
+    n_bins = edges.numel() - 1
+    # bucketize(right=True) counts the edges <= x; the last edge closes the last bin.
+    bins = torch.bucketize(scores, edges, right=True) - 1
+    bins = torch.where(scores == edges[-1], n_bins - 1, bins)
+    keep = (bins >= 0) & (bins < n_bins) & (labels <= MASK_FOREGROUND) & (labels >= MASK_BACKGROUND)
+    flat = (bins + n_bins * labels)[keep]
+    counts = torch.bincount(flat, minlength=2 * n_bins).cpu().numpy().astype(np.int64)
+    return counts[n_bins:].copy(), counts[:n_bins].copy()
+
+
+def _is_tensor(value) -> bool:
+    torch = sys.modules.get("torch")  # a tensor exists only if torch was imported
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _check_tensors(scoremaps, masks, image_ids: Sequence[str]):
+    """:func:`check_scoremaps` and :func:`check_masks` for torch tensors, on their device."""
+    import torch
+
+    if scoremaps.ndim != 3:
+        raise MetricInputError(f"score maps must be a 3-D array (B, H, W), got shape {tuple(scoremaps.shape)}")
+    ids = check_image_ids(image_ids, scoremaps.shape[0])
+    if not torch.is_floating_point(scoremaps):
+        raise MetricInputError(f"score maps must be floating point, got dtype {scoremaps.dtype}")
+    if not _is_tensor(masks):
+        masks = torch.as_tensor(np.asarray(masks), device=scoremaps.device)
+    if masks.ndim != 3 or masks.shape[0] != scoremaps.shape[0]:
+        raise MetricInputError(
+            f"masks must be a (B, H, W) array with B = {scoremaps.shape[0]}, got shape {tuple(masks.shape)}"
+        )
+    if torch.is_floating_point(masks) or torch.is_complex(masks):
+        raise MetricInputError(f"masks must be an integer (uint8) array, got dtype {masks.dtype}")
+    if scoremaps.shape[0] == 0:
+        return scoremaps, masks
+    if scoremaps.shape[1] == 0 or scoremaps.shape[2] == 0:
+        raise MetricInputError(f"score map for image {ids[0]!r} is empty, shape {tuple(scoremaps.shape[1:])}")
+    if masks.shape != scoremaps.shape:
+        raise MetricInputError(
+            f"mask for image {ids[0]!r} has shape {tuple(masks.shape[1:])}, "
+            f"expected {tuple(scoremaps.shape[1:])} like its score map"
+        )
+    flat = scoremaps.detach().reshape(scoremaps.shape[0], -1)
+    finite = torch.isfinite(flat).all(dim=1).cpu().numpy()
+    if not finite.all():
+        raise MetricInputError(f"score map for image {ids[int(np.argmin(finite))]!r} has NaN or inf values")
+    low = flat.amin(dim=1).double().cpu().numpy()
+    high = flat.amax(dim=1).double().cpu().numpy()
+    outside = (low < 0) | (high > 1)
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise MetricInputError(
+            f"score map for image {ids[i]!r} has values outside [0, 1] (min {low[i]:.6g}, max {high[i]:.6g})"
+        )
+    labels = masks.reshape(masks.shape[0], -1)
+    valid = (labels == MASK_BACKGROUND) | (labels == MASK_FOREGROUND) | (labels == MASK_IGNORE)
+    per_image = valid.all(dim=1).cpu().numpy()
+    if not per_image.all():
+        i = int(np.argmin(per_image))
+        value = int(labels[i][~valid[i]][0])
+        raise MetricInputError(
+            f"mask for image {ids[i]!r} has value {value}; expected "
+            f"{MASK_BACKGROUND} (background), {MASK_FOREGROUND} (foreground) or {MASK_IGNORE} (ignore)"
+        )
+    return scoremaps, masks
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -79,6 +317,10 @@ class MaskAccumulator:
     Args:
         thresholds: ``(T,)`` CAM thresholds; the histogram bin edges are
             ``np.append(thresholds, [1.0, 2.0, 3.0])``.
+        engine: "fast" (one O(n) pass, :func:`fast_score_histograms`) or
+            "exact" (``np.histogram``); the counts are identical. Torch tensors
+            are always binned on their device by :func:`score_histograms_torch`.
+        workers: numba threads splitting each batch's maps (fast engine).
 
     State (fixed size):
         count: images seen.
@@ -86,9 +328,15 @@ class MaskAccumulator:
             background pixels (ignore pixels excluded).
     """
 
-    def __init__(self, thresholds: np.ndarray):
+    def __init__(self, thresholds: np.ndarray, engine: str = "fast", workers: int = 1):
         self.thresholds = check_thresholds(thresholds)
         self.thresholds.setflags(write=False)
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if int(workers) < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.engine = engine
+        self.workers = int(workers)
         self.reset()
 
     def reset(self) -> None:
@@ -101,16 +349,53 @@ class MaskAccumulator:
         """Add a batch.
 
         Args:
-            scoremaps: ``(B, H, W)`` float in ``[0, 1]`` (not quantised).
-            masks: ``(B, H, W)`` uint8, 0 background, 1 foreground, 255 ignore.
+            scoremaps: ``(B, H, W)`` float in ``[0, 1]`` (not quantised): a numpy
+                array, or a torch tensor on any device (binned there).
+            masks: ``(B, H, W)`` uint8, 0 background, 1 foreground, 255 ignore
+                (a tensor or an array).
             image_ids: ``B`` ids, named in error messages.
         """
-        maps = check_scoremaps(scoremaps, image_ids)
-        masks = check_masks(masks, image_ids, maps.shape)
-        fg_hist, bg_hist = score_histograms(maps, masks, self.thresholds)
+        if _is_tensor(scoremaps):
+            maps, masks = _check_tensors(scoremaps, masks, image_ids)
+            fg_hist, bg_hist = score_histograms_torch(maps, masks, self.thresholds)
+        elif self.engine == "exact":
+            maps = check_scoremaps(scoremaps, image_ids)
+            masks = check_masks(masks, image_ids, maps.shape)
+            fg_hist, bg_hist = score_histograms(maps, masks, self.thresholds)
+        else:
+            maps, fg_hist, bg_hist = self._fast_histograms(scoremaps, masks, image_ids)
         self.fg_hist += fg_hist
         self.bg_hist += bg_hist
         self.count += maps.shape[0]
+
+    def _fast_histograms(self, scoremaps, masks, image_ids):
+        """Histograms with the value checks done in the same pass over the pixels.
+
+        Anything the pass flags (or any input not already float maps with uint8
+        masks of the same shape) goes through the validators, which raise the
+        usual errors naming the image.
+        """
+        maps = np.asarray(scoremaps)
+        labels = np.asarray(masks)
+        plain = (
+            maps.ndim == 3
+            and maps.dtype in (np.float32, np.float64)
+            and labels.dtype == np.uint8
+            and labels.shape == maps.shape
+            and 0 not in maps.shape
+        )
+        if not plain:
+            maps = check_scoremaps(maps, image_ids)
+            labels = check_masks(labels, image_ids, maps.shape)
+        check_image_ids(image_ids, maps.shape[0])
+        counts, invalid = _histogram_counts(
+            np.ascontiguousarray(maps), np.ascontiguousarray(labels), self.thresholds, self.workers
+        )
+        if invalid.any():
+            check_scoremaps(maps, image_ids)
+            check_masks(labels, image_ids, maps.shape)
+            raise RuntimeError("the histogram pass flagged a map that the validators accept")
+        return maps, counts[MASK_FOREGROUND], counts[MASK_BACKGROUND]
 
     def merge(self, other: MaskAccumulator) -> MaskAccumulator:
         """Add the histograms of ``other`` (same thresholds); returns self."""

@@ -1,7 +1,193 @@
-"""Readers and converters of real dataset layouts, one module per layout.
+"""Readers and converters of real dataset layouts, one module per layout, and their registry.
 
-Torch-free: each module needs only numpy, OpenCV and the standard library, so
-evaluation of saved score maps (``wsolbench evaluate-cams``) runs without a GPU
-stack. Import the submodule you need, e.g.
-``from wsolbench.data.sources.wsolevaluation import read_metadata_split``.
+``SOURCES`` maps a dataset name to its converter (:class:`~.common.Source`):
+
+========================  =========================================================
+``cub``                   CUB-200-2011 (+ CUBV2 val, + segmentations)  ``cub.py``
+``imagenet``              ILSVRC 2012 (+ ImageNetV2 val)               ``imagenet.py``
+``openimages``            OpenImages30k (community metadata + masks)   ``openimages.py``
+``voc``                   PASCAL VOC 2012 segmentation (multi-label)   ``voc.py``
+``pet``                   Oxford-IIIT Pet (trimaps)                     ``pet.py``
+``wsolevaluation``        any split folders of the community metadata  ``metadata.py``
+========================  =========================================================
+
+:func:`prepare` runs one converter and writes its manifest (what ``wsolbench data
+prepare`` calls); :func:`prepare_source` does it once per (dataset, root, options)
+under a data folder and reuses the result (what a run with ``data.dataset: cub``
+calls). ``data_manifests/<name>.md`` documents each dataset: source, layout,
+counts, split roles, licence.
+
+Torch-free: each module needs only numpy, OpenCV, Pillow and the standard
+library, so evaluation of saved score maps (``wsolbench evaluate-cams``) runs
+without a GPU stack. ``wsolbench.data.sources.wsolevaluation`` is the reader of
+the community's plain-text metadata that several converters build on.
 """
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from wsolbench.data.sources.common import (
+    DERIVED_DIR,
+    SOURCES,
+    Conversion,
+    Source,
+    SourceOption,
+    common_root,
+    default_jobs,
+    register_source,
+    relative,
+)
+from wsolbench.errors import ConfigError, ManifestError, OutputError
+from wsolbench.manifest import MANIFEST_FILE, Manifest, Sample, load_manifest, write_manifest
+from wsolbench.progress import NullProgress, Progress
+
+# Importing the converter modules registers them.
+from wsolbench.data.sources import cub, imagenet, metadata, openimages, pet, voc  # noqa: E402,F401  isort: skip
+
+__all__ = ["SOURCES", "Conversion", "Source", "SourceOption", "register_source", "prepare", "prepare_source",
+           "split_summary", "class_counts"]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _source_key(source: Source, root: Path, options: Mapping[str, Any]) -> dict[str, Any]:
+    return {"dataset": source.name, "version": source.version, "root": str(root),
+            "options": _jsonable(dict(sorted(options.items())))}
+
+
+def _check_out(out: Path) -> None:
+    """``out`` must be new, empty or an earlier manifest folder: never write into someone's files."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_FILE).is_file():
+        raise ConfigError(f"--out {out} is not empty and holds no {MANIFEST_FILE}; choose a new or empty folder "
+                          "for the manifest")
+
+
+def prepare(dataset: str, *, root: str | Path, out: str | Path, options: Mapping[str, Any] | None = None,
+            progress: Progress | None = None, jobs: int | None = None) -> Manifest:
+    """Convert the raw dataset under ``root`` with converter ``dataset``; write the manifest to ``out``.
+
+    ``options`` are the converter's own (``SOURCES.get(dataset).options``), by
+    keyword name; unset ones take their defaults. The manifest's ``info`` records
+    the source, its options and what the converter chose (e.g. how val was made).
+    Files are written atomically (``write_manifest``); derived masks first, the
+    manifest last. Returns the loaded manifest.
+    """
+    source = SOURCES.get(dataset)
+    opts = source.resolve_options(options)
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"--root {root} is not a folder (the raw {dataset} dataset, as its publisher ships it)")
+    out = Path(out).expanduser().absolute()
+    _check_out(out)
+    derived = out / DERIVED_DIR
+    if derived.is_dir() and (out / MANIFEST_FILE).is_file():
+        shutil.rmtree(derived)  # masks an earlier conversion derived into this manifest folder
+    progress = progress or NullProgress()
+    conversion = source.convert(root, out, progress=progress, jobs=jobs or default_jobs(), **opts)
+    info = {"source": _source_key(source, root, opts), **_jsonable(dict(conversion.info)),
+            "counts": {split: len(samples) for split, samples in conversion.splits.items()}}
+    return write_conversion(conversion, out, info=info)
+
+
+def write_conversion(conversion: Conversion, out: Path, *, info: Mapping[str, Any]) -> Manifest:
+    """Make the conversion's absolute paths relative (root = deepest common folder) and write it."""
+    samples = [s for split in conversion.splits.values() for s in split]
+    raw = [s.path for s in samples]
+    if not conversion.derived_masks:
+        raw += [p for s in samples for p in (s.mask, s.ignore) if p is not None]
+    root = common_root(raw)
+    mask_base = out if conversion.derived_masks else root
+
+    def rel(sample: Sample) -> Sample:
+        return Sample(image_id=sample.image_id, path=relative(sample.path, root), label=sample.label,
+                      width=sample.width, height=sample.height, boxes=sample.boxes,
+                      mask=None if sample.mask is None else relative(sample.mask, mask_base),
+                      ignore=None if sample.ignore is None else relative(sample.ignore, mask_base),
+                      labels=sample.labels, mask_kind=sample.mask_kind)
+
+    splits = {split: [rel(s) for s in items] for split, items in conversion.splits.items()}
+    write_manifest(out, name=conversion.name, root=root, classes=conversion.classes, splits=splits,
+                   mask_root="." if conversion.derived_masks else None, info=info)
+    return load_manifest(out)
+
+
+def prepare_source(dataset: str, *, root: str | Path, data_dir: str | Path,
+                   options: Mapping[str, Any] | None = None, progress: Progress | None = None) -> Path:
+    """The manifest folder of ``dataset`` under ``data_dir``: converted once, then reused.
+
+    The folder is ``<data_dir>/<dataset>-<hash>``, the hash of (dataset, converter
+    version, resolved root, options). A folder whose manifest records exactly that
+    source is reused as is; anything else is converted again. Raw files edited
+    after a conversion are not noticed: run ``wsolbench data prepare`` (or delete
+    the folder) to redo it.
+    """
+    from wsolbench.config import stable_hash
+
+    source = SOURCES.get(dataset)
+    opts = source.resolve_options(options)
+    root_path = Path(root).expanduser().resolve()
+    key = _source_key(source, root_path, opts)
+    out = Path(data_dir) / f"{dataset}-{stable_hash(key, 8)}"
+    if (out / MANIFEST_FILE).is_file():
+        try:
+            if dict(load_manifest(out).info).get("source") == json.loads(json.dumps(key)):
+                return out
+        except ManifestError:
+            pass
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out.parent}: {exc.strerror}") from None
+    prepare(dataset, root=root_path, out=out, options=opts, progress=progress)
+    return out
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def class_counts(manifest: Manifest) -> dict[str, list[int]]:
+    """Images per class, per split: ``{split: [n_class_0, n_class_1, ...]}`` (by ``label``)."""
+    out = {}
+    for split, samples in manifest.splits.items():
+        counts = [0] * manifest.num_classes
+        for s in samples:
+            counts[s.label] += 1
+        out[split] = counts
+    return out
+
+
+def split_summary(manifest: Manifest) -> list[dict[str, Any]]:
+    """One row per split: images, classes present, images per class (min / median / max),
+    images with boxes, with masks, with several labels."""
+    rows = []
+    for split, counts in class_counts(manifest).items():
+        samples = manifest.split(split)
+        present = [c for c in counts if c]
+        rows.append({
+            "split": split,
+            "images": len(samples),
+            "classes": len(present),
+            "per_class_min": min(present, default=0),
+            "per_class_median": statistics.median(present) if present else 0,
+            "per_class_max": max(present, default=0),
+            "boxes": sum(1 for s in samples if s.boxes),
+            "masks": sum(1 for s in samples if s.mask),
+            "multi_label": sum(1 for s in samples if len(s.label_set) > 1),
+        })
+    return rows

@@ -1,0 +1,403 @@
+"""What every dataset converter shares: the registry, options, the result type and helpers.
+
+A converter turns a raw dataset, laid out as its publisher ships it, into the
+samples of a manifest. It is registered by name with :func:`register_source`
+and declares its options (:class:`SourceOption`), so the CLI builds
+``wsolbench data prepare <name> --root RAW --out DIR [options]`` from the
+registry alone. :func:`wsolbench.data.sources.prepare` runs one and writes the
+manifest.
+
+A converter returns a :class:`Conversion` whose sample paths are **absolute**;
+the writer picks the manifest root (the deepest folder holding every image and
+raw mask, so a val split that lives outside the main folder, e.g. CUBV2, still
+fits under one root) and makes them relative. Files the converter derives
+(merged masks) are written under the output folder and the manifest names that
+folder as its ``mask_root``.
+
+Torch-free: numpy, OpenCV, Pillow and the standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from wsolbench._registry import Registry
+from wsolbench.errors import DataError, ManifestError, OutputError
+from wsolbench.manifest import Box, Sample
+from wsolbench.progress import NullProgress, Progress
+
+#: The option kinds a converter may declare (the CLI maps each to a click type).
+OPTION_KINDS = ("path", "int", "str", "choice", "flag", "multi")
+#: File name suffixes taken as images when a converter lists a folder (case-insensitive).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: Error messages list at most this many items, then a count.
+LIST_MAX = 5
+#: The sub-folder of a manifest folder that holds files a converter derived (merged masks).
+DERIVED_DIR = "masks"
+
+
+@dataclass(frozen=True)
+class SourceOption:
+    """One dataset-specific option: ``name`` is the keyword (``cubv2_metadata`` -> ``--cubv2-metadata``)."""
+
+    name: str
+    kind: str
+    help: str
+    default: Any = None
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in OPTION_KINDS:
+            raise ValueError(f"option {self.name!r}: unknown kind {self.kind!r} (known: {', '.join(OPTION_KINDS)})")
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A converter's result, before it is written.
+
+    Attributes:
+        name: the manifest name; says which val split was used (``cub/val=cubv2``),
+            so a run record names it.
+        classes: class names, index = label.
+        splits: ``train``, ``val``, ``test`` samples with absolute POSIX paths.
+        info: facts for the manifest header (counts, the val choice, skipped files).
+        derived_masks: masks and ignore maps are files the converter wrote under
+            the output folder (then the manifest's ``mask_root`` is that folder).
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    splits: Mapping[str, Sequence[Sample]]
+    info: Mapping[str, Any] = field(default_factory=dict)
+    derived_masks: bool = False
+
+
+@dataclass(frozen=True)
+class Source:
+    """A registered converter: ``convert(root, out, *, progress, jobs, **options) -> Conversion``."""
+
+    name: str
+    convert: Callable[..., Conversion]
+    options: tuple[SourceOption, ...]
+    summary: str
+    #: Bump when the manifests the converter writes change; cached conversions are then redone.
+    version: int = 1
+
+    def resolve_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Every declared option, defaults filled; ConfigError names an unknown one."""
+        from wsolbench.errors import ConfigError
+
+        given = dict(options or {})
+        known = {o.name for o in self.options}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            names = ", ".join(sorted(known)) or "none"
+            raise ConfigError(f"dataset {self.name!r}: unknown option(s) {', '.join(unknown)} (known: {names})")
+        out = {}
+        for opt in self.options:
+            value = given.get(opt.name)
+            if value is None or (opt.kind == "multi" and not value):
+                value = opt.default
+            if opt.kind == "choice" and value is not None and value not in opt.choices:
+                raise ConfigError(f"dataset {self.name!r}: {opt.flag} must be one of {', '.join(opt.choices)}, "
+                                  f"got {value!r}")
+            if opt.kind == "path" and value is not None:
+                value = Path(value)
+            out[opt.name] = tuple(value or ()) if opt.kind == "multi" else value
+        return out
+
+
+SOURCES: Registry[Source] = Registry("dataset")
+
+
+def register_source(name: str, *, summary: str, options: Sequence[SourceOption] = (),
+                    version: int = 1) -> Callable[[Callable[..., Conversion]], Callable[..., Conversion]]:
+    """Register ``convert`` under ``name`` (decorator); the function itself is returned unchanged."""
+
+    def decorator(convert: Callable[..., Conversion]) -> Callable[..., Conversion]:
+        SOURCES.register(name)(Source(name=name, convert=convert, options=tuple(options), summary=summary,
+                                      version=version))
+        return convert
+
+    return decorator
+
+
+# --------------------------------------------------------------------------- text files
+
+
+def format_items(items: Sequence[Any], limit: int = LIST_MAX) -> str:
+    """``a, b, c`` or ``a, b, c, ... (+7 more)`` for a one-line message."""
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def read_lines(path: Path, *, comment: str | None = None) -> list[tuple[int, str]]:
+    """Non-blank lines ``(lineno, text)`` of a text file (UTF-8, any newline); ManifestError if unreadable."""
+    if not path.is_file():
+        raise ManifestError(f"{path} does not exist")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise ManifestError(f"{path} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not UTF-8 text") from None
+    out = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or (comment is not None and stripped.startswith(comment)):
+            continue
+        out.append((lineno, stripped))
+    return out
+
+
+def read_table(path: Path, columns: Sequence[str], *, comment: str | None = None,
+               extra: bool = False) -> list[tuple[int, list[str]]]:
+    """Whitespace-separated rows with at least (``extra``) or exactly ``len(columns)`` fields."""
+    rows = []
+    for lineno, line in read_lines(path, comment=comment):
+        fields = line.split()
+        if len(fields) < len(columns) or (not extra and len(fields) > len(columns)):
+            raise ManifestError(f"{path} line {lineno}: expected {' '.join(columns)}, got {line!r}")
+        rows.append((lineno, fields))
+    return rows
+
+
+def parse_int(text: str, path: Path, lineno: int, what: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value) or not value.is_integer():
+        raise ManifestError(f"{path} line {lineno}: {what} {text!r} is not an integer")
+    return int(value)
+
+
+def parse_float(text: str, path: Path, lineno: int, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise ManifestError(f"{path} line {lineno}: {what} {text!r} is not a finite number")
+    return value
+
+
+@dataclass(frozen=True)
+class VocObject:
+    name: str
+    box: Box  # (xmin, ymin, xmax, ymax) exactly as written in the file
+    difficult: bool
+
+
+def read_voc_xml(path: Path) -> tuple[tuple[int, int] | None, list[VocObject]]:
+    """``((width, height) or None, objects)`` of a PASCAL-VOC-style XML file (VOC, ILSVRC boxes)."""
+    try:
+        tree = ET.parse(path)
+    except FileNotFoundError:
+        raise ManifestError(f"{path} does not exist") from None
+    except (ET.ParseError, OSError) as exc:
+        raise ManifestError(f"{path}: invalid XML: {exc}") from None
+    node = tree.getroot()
+    size = None
+    size_node = node.find("size")
+    if size_node is not None:
+        try:
+            width = int(float(size_node.findtext("width", "")))
+            height = int(float(size_node.findtext("height", "")))
+        except ValueError:
+            raise ManifestError(f"{path}: <size> must hold numeric <width> and <height>") from None
+        size = (width, height) if width > 0 and height > 0 else None
+    objects = []
+    for index, obj in enumerate(node.findall("object"), start=1):
+        name = (obj.findtext("name") or "").strip()
+        box_node = obj.find("bndbox")
+        if not name or box_node is None:
+            raise ManifestError(f"{path}: object {index} lacks <name> or <bndbox>")
+        try:
+            box = tuple(float(box_node.findtext(k, "")) for k in ("xmin", "ymin", "xmax", "ymax"))
+        except ValueError:
+            raise ManifestError(f"{path}: object {index} ({name}) has a non-numeric <bndbox>") from None
+        difficult = (obj.findtext("difficult") or "0").strip() == "1"
+        objects.append(VocObject(name=name, box=box, difficult=difficult))  # type: ignore[arg-type]
+    return size, objects
+
+
+# --------------------------------------------------------------------------- boxes and masks
+
+
+def clip_box(box: Sequence[float], width: int, height: int) -> tuple[Box, bool]:
+    """``box`` clipped to ``[0, width] x [0, height]`` (the manifest's limits) and whether it changed."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    clipped = (min(max(x0, 0.0), width), min(max(y0, 0.0), height),
+               min(max(x1, 0.0), width), min(max(y1, 0.0), height))
+    return clipped, clipped != (x0, y0, x1, y1)
+
+
+def foreground_box(foreground: np.ndarray) -> Box | None:
+    """Tight inclusive box ``(x0, y0, x1, y1)`` of the non-zero pixels (x1 = last column), None if empty."""
+    rows = np.flatnonzero(foreground.any(axis=1))
+    cols = np.flatnonzero(foreground.any(axis=0))
+    if rows.size == 0:
+        return None
+    return float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1])
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as PNG (folders created); OutputError names the file."""
+    ok, data = cv2.imencode(".png", array)
+    if not ok:
+        raise OutputError(f"cannot encode {path}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.tobytes())
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+
+
+# --------------------------------------------------------------------------- images
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header (or a full decode) of one image file says; ``error`` set when unusable."""
+
+    path: Path
+    width: int = 0
+    height: int = 0
+    format: str = ""
+    mode: str = ""
+    error: str | None = None
+
+
+def _probe(path: Path, decode: bool) -> ImageInfo:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            fmt, mode = image.format or "", image.mode
+            if decode:
+                image.convert("RGB").load()
+    except FileNotFoundError:
+        return ImageInfo(path, error="does not exist")
+    except Exception as exc:  # Pillow raises many types for a corrupt file
+        return ImageInfo(path, error=f"cannot be decoded ({type(exc).__name__}: {exc})")
+    if width <= 0 or height <= 0:
+        return ImageInfo(path, error=f"has size {width}x{height}")
+    return ImageInfo(path, width=width, height=height, format=fmt, mode=mode)
+
+
+def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], *, jobs: int, chunk: int = 2048) -> Iterator[Any]:
+    """``fn`` over ``items`` in ``jobs`` threads, results in order, at most ``chunk`` in flight.
+
+    Threads suit file reading and decoding (OpenCV and Pillow release the GIL);
+    the chunking keeps memory flat for a million files.
+    """
+    if jobs <= 1 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for start in range(0, len(items), chunk):
+            yield from pool.map(fn, items[start:start + chunk])
+
+
+def probe_images(paths: Sequence[Path], *, jobs: int, progress: Progress | None = None,
+                 what: str = "reading image headers", decode: bool = False) -> list[ImageInfo]:
+    """Size, format and mode of each image, in order, read by ``jobs`` threads.
+
+    Only the header is read (Pillow opens lazily: milliseconds per file) unless
+    ``decode``, which decodes and converts to RGB to find corrupt files.
+    """
+    progress = progress or NullProgress()
+    out: list[ImageInfo] = []
+    with progress.phase(what, len(paths)) as advance:
+        for info in parallel_map(lambda p: _probe(p, decode), paths, jobs=jobs):
+            out.append(info)
+            advance(1)
+    return out
+
+
+def sizes_or_fail(infos: Sequence[ImageInfo], what: str) -> list[tuple[int, int]]:
+    """The ``(w, h)`` of every image; DataError listing the unusable ones (a dataset needs them all)."""
+    bad = [f"{i.path} {i.error}" for i in infos if i.error]
+    if bad:
+        raise DataError(f"{len(bad)} {what} image(s) cannot be used: {format_items(bad, 3)}")
+    return [(i.width, i.height) for i in infos]
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (by suffix), sorted by name."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        raise ManifestError(f"{folder} cannot be listed: {exc.strerror}") from None
+    return sorted((Path(e.path) for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES)),
+                  key=lambda p: p.name)
+
+
+def default_jobs() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def holdout(groups: Mapping[Any, Sequence[str]], per_group: int, seed: int, *, names: Sequence[str] = (),
+            what: str = "train") -> set[str]:
+    """A seeded hold-out: ``per_group`` keys of each group, chosen at random.
+
+    Deterministic given ``seed`` and the keys: each group is sorted, then permuted by
+    a generator seeded with ``(seed, crc32(group))``, so adding a group or changing
+    another group's members leaves this group's choice unchanged. A group that
+    would be left with no key raises ConfigError (``names[group]`` names it).
+    """
+    from wsolbench.errors import ConfigError
+
+    if per_group < 1:
+        raise ConfigError(f"--val-per-class must be >= 1, got {per_group}")
+    small = [g for g in groups if len(groups[g]) <= per_group]
+    if small:
+        label = [names[g] if isinstance(g, int) and g < len(names) else str(g) for g in sorted(small, key=str)]
+        fewest = min(len(groups[g]) for g in small)
+        raise ConfigError(f"--val-per-class {per_group} would take every {what} image of {len(small)} class(es) "
+                          f"({format_items(label)}; the smallest has {fewest}); choose a smaller value")
+    chosen: set[str] = set()
+    for group in sorted(groups, key=str):
+        keys = sorted(groups[group])
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(zlib.crc32(str(group).encode()),)))
+        chosen.update(keys[i] for i in rng.permutation(len(keys))[:per_group])
+    return chosen
+
+
+def holdout_count(keys: Sequence[str], count: int, seed: int) -> set[str]:
+    """A seeded hold-out of ``count`` keys of one pool (sorted first, so the input order does not matter)."""
+    keys = sorted(keys)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    return {keys[i] for i in rng.permutation(len(keys))[:count]}
+
+
+def common_root(paths: Iterable[str]) -> Path:
+    """The deepest folder that holds every path (absolute POSIX strings)."""
+    folders = {os.path.dirname(p) for p in paths}
+    if not folders:
+        raise ManifestError("the conversion produced no image at all")
+    return Path(os.path.commonpath(sorted(folders)))
+
+
+def relative(path: str, root: Path) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
+
