@@ -439,3 +439,22 @@ def test_read_image_falls_back_to_pillow_and_ignores_exif_rotation(tmp_path: Pat
     exif[0x0112] = 6  # "rotate 90 degrees": the reference loaders (PIL) do not apply it, nor do we
     Image.fromarray(np.zeros((5, 7, 3), np.uint8)).save(tmp_path / "r.jpg", exif=exif)
     assert read_image(tmp_path / "r.jpg").shape == (5, 7, 3)
+
+
+def test_content_hash_ignores_where_the_dataset_lives(tmp_path: Path) -> None:
+    import json as _json
+    import shutil as _shutil
+
+    from wsolbench.manifest import load_manifest as _load
+
+    from wsolbench.data.synthetic import build_synthetic
+    from wsolbench.config import SyntheticConfig
+
+    src = build_synthetic(SyntheticConfig(num_classes=2, n_train=4, n_val=2, n_test=2), tmp_path / "a")
+    moved = tmp_path / "b" / src.name
+    _shutil.copytree(src, moved)
+    header = _json.loads((moved / "manifest.json").read_text())
+    header["root"] = str(moved.resolve())
+    (moved / "manifest.json").write_text(_json.dumps(header))
+    assert _load(moved).root != _load(src).root
+    assert _load(moved).content_hash() == _load(src).content_hash()

@@ -101,6 +101,7 @@ class DataConfig:
     hflip: bool = True
     cache_images: bool = False  # keep decoded images in memory (small datasets: saves a decode per epoch)
     on_bad_image: str = "fail"  # a corrupt or missing image at training time: fail (name it) or skip (count it)
+    source_options: dict[str, Any] = field(default_factory=dict)  # converter options, e.g. {"cubv2": DIR}
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:

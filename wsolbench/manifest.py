@@ -129,7 +129,7 @@ class Manifest:
         return None if sample.ignore is None else (self.mask_root or self.root) / sample.ignore
 
     def content_hash(self) -> str:
-        """sha256 (16 hex digits) of ``manifest.json`` and the split files, as loaded."""
+        """sha256 (16 hex digits) of ``manifest.json`` (without ``root``) and the split files, as loaded."""
         if self._digest is not None:
             return self._digest
         return _hash_files(Path(self.directory), list(self.splits))
@@ -310,7 +310,15 @@ def _hash_files(directory: Path, splits: Sequence[str]) -> str:
 
 
 def _update(digest: Any, name: str, data: bytes) -> None:
-    # Length-prefixed, so moving bytes between files changes the hash.
+    # Length-prefixed, so moving bytes between files changes the hash. The header's ``root`` (where
+    # the dataset lives on this machine) is left out: the same data at two paths hashes the same.
+    if name == MANIFEST_FILE:
+        try:
+            header = json.loads(data)
+            header.pop("root", None)
+            data = json.dumps(header, sort_keys=True).encode()
+        except ValueError:
+            pass
     digest.update(f"{name}\0{len(data)}\0".encode())
     digest.update(data)
 

@@ -84,7 +84,8 @@ def prepare_manifest(cfg: RunConfig, output_dir: Path, progress: Progress | None
     if cfg.data.dataset != "synthetic":
         from wsolbench.data.sources import prepare_source
 
-        return load_manifest(prepare_source(cfg.data.dataset, root=Path(str(cfg.data.root)), data_dir=data_dir))
+        return load_manifest(prepare_source(cfg.data.dataset, root=Path(str(cfg.data.root)), data_dir=data_dir,
+                                            options=cfg.data.source_options, progress=progress))
     syn = cfg.data.synthetic
     directory = cached_synthetic(syn, data_dir)
     if directory is None:

@@ -336,12 +336,19 @@ def _foreground_pass(ws, order, start, cuts, gt, lut, hole_start, hole_anchor, h
                     rp = _find(parent, p + offsets[np.uint64(lut[mask, _FG_MEMBER])])
                 parent[p] = np.uint32(rp)
                 size[rp] += 1
-                row0[rp] = min(row0[rp], pr)
-                row1[rp] = max(row1[rp], pr)
-                col0[rp] = min(col0[rp], pc)
-                col1[rp] = max(col1[rp], pc)
-                first[rp] = min(first[rp], np.uint32(p))
-                dirty[rp] = True
+                if (
+                    pr < row0[rp]
+                    or pr > row1[rp]
+                    or pc < col0[rp]
+                    or pc > col1[rp]
+                    or np.uint32(p) < first[rp]
+                ):
+                    row0[rp] = min(row0[rp], pr)
+                    row1[rp] = max(row1[rp], pr)
+                    col0[rp] = min(col0[rp], pc)
+                    col1[rp] = max(col1[rp], pc)
+                    first[rp] = min(first[rp], np.uint32(p))
+                    dirty[rp] = True
                 for j in range(1, n_groups):
                     rn = _find(parent, p + offsets[np.uint64(lut[mask, _FG_MEMBER + j])])
                     if rn == rp:
@@ -531,12 +538,19 @@ def _background_pass(ws, order, start, stop, cuts, gt, lut, k_end):
                 parent[p] = np.uint32(rp)
                 if rp != sentinel:
                     size[rp] += 1
-                    row0[rp] = min(row0[rp], pr)
-                    row1[rp] = max(row1[rp], pr)
-                    col0[rp] = min(col0[rp], pc)
-                    col1[rp] = max(col1[rp], pc)
-                    first[rp] = min(first[rp], np.uint32(p))
-                    dirty[rp] = True
+                    if (
+                        pr < row0[rp]
+                        or pr > row1[rp]
+                        or pc < col0[rp]
+                        or pc > col1[rp]
+                        or np.uint32(p) < first[rp]
+                    ):
+                        row0[rp] = min(row0[rp], pr)
+                        row1[rp] = max(row1[rp], pr)
+                        col0[rp] = min(col0[rp], pc)
+                        col1[rp] = max(col1[rp], pc)
+                        first[rp] = min(first[rp], np.uint32(p))
+                        dirty[rp] = True
                 for j in range(1, n_groups):
                     rn = _find(parent, p + offsets[np.uint64(lut[mask, _BG_MEMBER + j])])
                     if rn == rp:
