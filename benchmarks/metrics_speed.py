@@ -36,7 +36,12 @@ import tracemalloc
 import cv2
 import numpy as np
 
-from wsolbench.metrics import BoxAccumulator, MaskAccumulator, cam_thresholds, pxap_edges
+from wsolbench.metrics import (
+    BoxAccumulator,
+    MaskAccumulator,
+    cam_thresholds,
+    pxap_edges,
+)
 
 SIZE = 224
 IOU_THRESHOLDS = (30, 50, 70)
@@ -189,7 +194,7 @@ def run_workload(name: str, maps: np.ndarray, boxes, masks, thresholds, repeats:
     sides = []
     ratios = {}
     for workers in (1, 2):
-        acc, seconds = timed(lambda: wsolbench_boxes(maps, boxes, thresholds, workers), repeats)
+        acc, seconds = timed(lambda w=workers: wsolbench_boxes(maps, boxes, thresholds, w), repeats)
         equal = np.array_equal(acc.correct, ref_counts)
         sides.append((f"wsolbench w={workers}", seconds, equal))
         ratios[f"boxes_w{workers}"] = (ref_box_s / seconds, equal)
@@ -197,7 +202,7 @@ def run_workload(name: str, maps: np.ndarray, boxes, masks, thresholds, repeats:
     (ref_fg, ref_bg), ref_px_s = timed(lambda: reference_histograms(maps, masks, thresholds), repeats)
     sides = []
     for workers in (1, 2):
-        acc, seconds = timed(lambda: wsolbench_masks(maps, masks, thresholds, workers), repeats)
+        acc, seconds = timed(lambda w=workers: wsolbench_masks(maps, masks, thresholds, w), repeats)
         equal = np.array_equal(acc.fg_hist, ref_fg) and np.array_equal(acc.bg_hist, ref_bg)
         sides.append((f"wsolbench w={workers}", seconds, equal))
         ratios[f"pxap_w{workers}"] = (ref_px_s / seconds, equal)
@@ -292,7 +297,7 @@ def memory_run(total: int, batch: int, workers: int, thresholds) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--typical", type=int, default=500, help="typical maps (both sides)")
-    parser.add_argument("--hard", type=int, default=60, help="hard maps (both sides)")
+    parser.add_argument("--hard", type=int, default=100, help="hard maps (both sides)")
     parser.add_argument("--threshold-step", type=float, default=0.01)
     parser.add_argument("--repeats", type=int, default=3, help="wsolbench timings: best of this many runs")
     parser.add_argument("--memory", action="store_true", help="stream maps through the accumulators instead")

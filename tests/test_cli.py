@@ -111,7 +111,8 @@ def test_second_bench_reuses_and_leaderboard_rebuilds(smoke_runs, tmp_path):
     assert pd.read_csv(out / "leaderboard.csv").shape[0] == len(BENCH_OBJECTIVES)
 
 
-@pytest.mark.parametrize("command", [[], ["bench"], ["train"], ["evaluate"], ["leaderboard"]])
+@pytest.mark.parametrize("command", [[], ["bench"], ["train"], ["evaluate"], ["leaderboard"], ["presets"],
+                                     ["evaluate-cams"], ["data"], ["data", "prepare"], ["data", "verify"]])
 def test_help(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0 and "Usage" in result.output
@@ -155,3 +156,16 @@ def test_unwritable_output_dir(tmp_path):
 def test_bad_override_value(tmp_path):
     _one_line_error(invoke("train", "--preset", "smoke", "--set", "optim.epochs=zero",
                            "--output-dir", str(tmp_path)), "optim.epochs")
+
+
+def test_presets_lists_every_preset_with_its_source():
+    from wsolbench.config import PRESETS
+
+    result = invoke("presets")
+    assert result.exit_code == 0
+    for name in PRESETS:
+        assert name in result.stdout
+    assert "wsolevaluation" in result.stdout
+    as_json = json.loads(invoke("presets", "--json").stdout)
+    assert as_json["cub-paper"]["optim"]["new_layer_lr_mult"] == 10.0
+    assert as_json["cub-paper"]["model"]["backbone"] == "resnet50_wsol"

@@ -16,13 +16,13 @@ from wsolbench.metrics import (
     best_ious,
     cam_thresholds,
     fast_best_ious,
+    fast_boxes,
     fast_score_histograms,
     quantize_scoremap,
     score_histograms,
     score_histograms_torch,
     threshold_cuts,
 )
-from wsolbench.metrics import fast_boxes
 from wsolbench.metrics.fast_boxes import maps_in_unit_interval
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -227,7 +227,7 @@ def test_float32_maps_and_threads():
     gts = [random_gts(rng, (24, 31)) for _ in range(4)]
     serial = fast_best_ious(maps, gts, THRESHOLDS)
     np.testing.assert_array_equal(serial, exact_ious(maps.astype(np.float64), gts))
-    np.testing.assert_array_equal(fast_best_ious(maps, gts, THRESHOLDS, threads=2), serial)
+    np.testing.assert_array_equal(fast_best_ious(maps, gts, THRESHOLDS, workers=2), serial)
 
 
 def test_cuts_repeat_the_protocol():

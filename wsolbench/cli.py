@@ -229,6 +229,36 @@ def evaluate(run: Path, sets: tuple[str, ...], device: str | None, as_json: bool
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print every preset's resolved config as JSON.")
+def presets(as_json: bool) -> None:
+    """List the named configurations (--preset) with their protocol and source."""
+    import inspect
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from wsolbench.config import preset
+
+    if as_json:
+        click.echo(json.dumps({name: preset(name).to_dict() for name in PRESETS}, indent=1))
+        return
+    table = Table(title="wsolbench presets")
+    for col in ("preset", "dataset", "backbone", "epochs", "batch", "optimizer", "lr", "schedule", "input",
+                "source"):
+        table.add_column(col)
+    for name, factory in PRESETS.items():
+        cfg = preset(name)
+        comments = [line.strip().lstrip("#").strip() for line in inspect.getsource(factory).splitlines()
+                    if line.strip().startswith("#")]
+        schedule = cfg.optim.schedule + (f" x0.1/{cfg.optim.step_every}ep" if cfg.optim.schedule == "step" else "")
+        table.add_row(name, cfg.data.dataset, cfg.model.backbone, str(cfg.optim.epochs), str(cfg.data.batch_size),
+                      cfg.optim.optimizer, f"{cfg.optim.lr:g}", schedule, str(cfg.data.input_size),
+                      " ".join(comments) or "built-in synthetic data (CPU)")
+    console = Console() if Console().is_terminal else Console(width=200)
+    console.print(table)
+
+
+@cli.command()
 @click.argument("runs_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--output-dir", type=click.Path(path_type=Path), default=None,
               help="Where to write the leaderboard (default: RUNS_DIR).")

@@ -161,7 +161,7 @@ class BoxAccumulator:
         thresholds: ``(T,)`` CAM thresholds, see :func:`~wsolbench.metrics.protocol.cam_thresholds`.
         iou_thresholds: IoU thresholds in percent.
         engine: "fast" (default) or "exact", see :data:`ENGINES`; same counts.
-        workers: numba threads splitting each batch's maps (fast engine).
+        workers: threads splitting each batch's maps (fast engine).
 
     State (fixed size):
         count: images seen.
@@ -229,7 +229,7 @@ class BoxAccumulator:
             return
         self._note_top1(cls_correct is not None)
         if self.engine == "fast":
-            ious = fast_best_ious(maps, boxes, self.thresholds, threads=self.workers)
+            ious = fast_best_ious(maps, boxes, self.thresholds, workers=self.workers)
         else:
             ious = np.stack([np.stack(best_ious(m, b, self.thresholds)) for m, b in zip(maps, boxes)])
         # ious: (B, mode, T) -> hits: (iou, B, mode, T) -> (B, mode, iou, T)

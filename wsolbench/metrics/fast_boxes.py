@@ -57,6 +57,8 @@ exact path.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 
@@ -199,9 +201,7 @@ def _best_box_iou(x0, y0, x1, y1, gt):
         inter = iw * ih
         b_area = (gx1 - gx0 + 1.0) * (gy1 - gy0 + 1.0)
         den = a_area + b_area - inter
-        iou = inter / den if den > 0.0 else 0.0
-        if iou > best:
-            best = iou
+        best = max(best, inter / den if den > 0.0 else 0.0)
     return best
 
 
@@ -241,22 +241,24 @@ def _workspace(height, width):
 
 
 @numba.njit(cache=True)
-def _sort_bands(q, band_of_level, n_bands, order):
+def _sort_bands(q, level_counts, band_of_level, n_bands, order):
     """Pixels grouped by band, raster order within a band.
 
-    Counting sort on ``band_of_level[q]``; consecutive pixels are then near one
-    another. Fills ``order`` with ``row << 16 | col`` and returns ``start``:
-    band ``b`` occupies ``order[start[b]:start[b + 1]]`` (bands ``0 ..
-    n_bands``, the last one holding the pixels never added).
+    Counting sort on ``band_of_level[q]`` (``level_counts``: pixels per level);
+    consecutive pixels are then near one another. Fills ``order`` with
+    ``row << 16 | col`` and returns ``start``: band ``b`` occupies
+    ``order[start[b]:start[b + 1]]`` (bands ``0 .. n_bands``, the last one
+    holding the pixels never added).
     """
     height, width = q.shape
     start = np.zeros(n_bands + 2, np.int64)
-    for r in range(height):
-        for c in range(width):
-            start[band_of_level[q[r, c]] + 1] += 1
+    for lv in range(256):
+        start[band_of_level[lv] + 1] += level_counts[lv]
     for b in range(1, n_bands + 2):
         start[b] += start[b - 1]
-    fill = start[: n_bands + 1].copy()
+    fill = np.empty(n_bands + 1, np.int64)
+    for b in range(n_bands + 1):
+        fill[b] = start[b]
     for r in range(height):
         for c in range(width):
             b = band_of_level[q[r, c]]
@@ -286,14 +288,15 @@ def _foreground_pass(ws, order, start, cuts, gt, lut, hole_start, hole_anchor, h
     offsets = (_ROW_STEPS * wp + _COL_STEPS).astype(np.uint64)  # wraps: p + offset is exact
     exact = hole_start.shape[0] > 0
     # first: smallest padded index (the top-left pixel); own: area in half-cells
-    parent[: (height + 2) * wp] = _NONE
+    for i in range((height + 2) * wp):
+        parent[i] = _NONE
 
     best_out = np.empty(n_cuts, np.float64)
     holes = np.zeros(n_cuts, np.int64)
     top_iou = np.empty(n_cuts, np.float64)
-    top_own = np.full(n_cuts, -1, np.int64)
+    top_own = np.empty(n_cuts, np.int64)
     top_ties = np.zeros(n_cuts, np.int64)
-    second_own = np.full(n_cuts, -1, np.int64)
+    second_own = np.empty(n_cuts, np.int64)
     exact_iou = np.empty(n_cuts, np.float64)
     ambiguous = np.zeros(n_cuts, np.bool_)
 
@@ -377,6 +380,9 @@ def _foreground_pass(ws, order, start, cuts, gt, lut, hole_start, hole_anchor, h
             best_out[k] = zero_box
             top_iou[k] = zero_box
             exact_iou[k] = zero_box
+            top_own[k] = -1
+            top_ties[k] = 0
+            second_own[k] = -1
             continue
         holes[k] = np.int64(n_active) - euler4 // 4
         best = -1.0
@@ -487,7 +493,8 @@ def _background_pass(ws, order, start, stop, cuts, gt, lut, k_end):
     wp = width + 2
     offsets = (_ROW_STEPS * wp + _COL_STEPS).astype(np.uint64)
     sentinel = np.uint64(0)
-    parent[: (height + 2) * wp] = _NONE
+    for i in range((height + 2) * wp):
+        parent[i] = _NONE
     for c in range(wp):
         parent[c] = 0
         parent[(height + 1) * wp + c] = 0
@@ -496,7 +503,7 @@ def _background_pass(ws, order, start, stop, cuts, gt, lut, k_end):
         parent[r * wp + wp - 1] = 0
     size[0] = _SENTINEL_SIZE
 
-    best_out = np.full(n_cuts, -1.0)
+    best_out = np.empty(n_cuts, np.float64)
     total_out = np.zeros(n_cuts, np.int64)
     hole_start = np.zeros(n_cuts + 1, np.int64)
     cap = 64
@@ -581,15 +588,18 @@ def _background_pass(ws, order, start, stop, cuts, gt, lut, k_end):
             prev_root = rp
         n_now = np.int64(n_active)
         if n_holes + n_now > cap:
+            # (element loops: slice assignment costs seconds of compile time)
             cap = 2 * (n_holes + n_now)
             grown = np.empty(cap, np.int64)
-            grown[:n_holes] = anchor[:n_holes]
-            anchor = grown
-            grown = np.empty(cap, np.int64)
-            grown[:n_holes] = hole_area[:n_holes]
-            hole_area = grown
+            grown_area = np.empty(cap, np.int64)
             grown_box = np.empty((cap, 4), np.int32)
-            grown_box[:n_holes] = hole_box[:n_holes]
+            for h in range(n_holes):
+                grown[h] = anchor[h]
+                grown_area[h] = hole_area[h]
+                for j in range(4):
+                    grown_box[h, j] = hole_box[h, j]
+            anchor = grown
+            hole_area = grown_area
             hole_box = grown_box
         best = -1.0
         total = 0
@@ -621,18 +631,22 @@ def _map_cut_ious(scoremap, thresholds, gt, lut, ws, out_all, out_largest, out_f
 
     Quantisation and cuts repeat :func:`~wsolbench.metrics.protocol.quantize_scoremap`
     and :func:`~wsolbench.metrics.protocol.threshold_cuts` operation for
-    operation. ``out_fallback[t]`` marks thresholds whose largest contour must be
-    found by the exact path (``out_largest[t]`` is then meaningless).
+    operation; each distinct cut is evaluated once. ``out_fallback[t]`` marks
+    thresholds whose largest contour must be found by the exact path
+    (``out_largest[t]`` is then meaningless).
     """
     q = ws[13]
     height, width = q.shape
-    top_level = 0
+    level_counts = np.zeros(256, np.int64)
     for r in range(height):
         for c in range(width):
             # float64 product, truncated like astype(np.uint8) (the map is in [0, 1])
-            v = np.int64(scoremap[r, c] * 255.0)
+            v = np.uint8(np.int64(scoremap[r, c] * 255.0))
             q[r, c] = v
-            top_level = max(top_level, v)
+            level_counts[v] += 1
+    top_level = 255
+    while top_level > 0 and level_counts[top_level] == 0:
+        top_level -= 1
     n_thresholds = thresholds.shape[0]
     cuts = np.empty(n_thresholds, np.int64)
     inverse = np.empty(n_thresholds, np.int64)
@@ -645,32 +659,16 @@ def _map_cut_ious(scoremap, thresholds, gt, lut, ws, out_all, out_largest, out_f
             n_cuts += 1
         inverse[t] = n_cuts - 1
     cuts = cuts[:n_cuts]
-    iou_all, iou_largest, fallback = _cut_ious(q, cuts, gt, lut, ws)
-    for t in range(n_thresholds):
-        out_all[t] = iou_all[inverse[t]]
-        out_largest[t] = iou_largest[inverse[t]]
-        out_fallback[t] = fallback[inverse[t]]
-
-
-@numba.njit(cache=True)
-def _cut_ious(q, cuts, gt, lut, ws):
-    """Best IoUs at each distinct cut (``(K,)`` int64, ascending) of a quantised map.
-
-    Returns:
-        ``(iou_all, iou_largest, fallback)``, ``(K,)`` each.
-    """
-    n_cuts = cuts.shape[0]
     # Foreground band of level l: the last cut below l (the pixel joins the
     # foreground there, going down); n_cuts for levels at or below every cut.
-    band = np.full(256, n_cuts, np.int64)
+    band = np.empty(256, np.int64)
     k = -1
     for lv in range(256):
         while k + 1 < n_cuts and cuts[k + 1] < lv:
             k += 1
-        if k >= 0:
-            band[lv] = k
+        band[lv] = k if k >= 0 else n_cuts
     order = ws[14]
-    start = _sort_bands(q, band, n_cuts, order)
+    start = _sort_bands(q, level_counts, band, n_cuts, order)
     none = np.empty(0, np.int64)
     iou_all, holes, iou_largest, top_own, top_ties, second_own, _, _ = _foreground_pass(
         ws, order, start, cuts, gt, lut, none, none, none, np.empty((0, 4), np.int32)
@@ -680,48 +678,50 @@ def _cut_ious(q, cuts, gt, lut, ws):
     for k in range(n_cuts):
         if holes[k] > 0:
             k_end = k
-    if k_end < 0:
-        return iou_all, iou_largest, fallback
-    # The background grows, going up, by the same bands: band k of the
-    # background is foreground band k - 1, and background band 0 the pixels at
-    # or below every cut (the last bin of the foreground sort).
-    bg_start = np.empty(k_end + 2, np.int64)
-    bg_stop = np.empty(k_end + 2, np.int64)
-    bg_start[0] = start[n_cuts]
-    bg_stop[0] = start[n_cuts + 1]
-    for k in range(1, k_end + 1):
-        bg_start[k] = start[k - 1]
-        bg_stop[k] = start[k]
-    hole_best, hole_total, hole_start, anchor, hole_area, hole_box = _background_pass(
-        ws, order, bg_start, bg_stop, cuts, gt, lut, k_end
-    )
-    unsure = np.zeros(n_cuts, np.bool_)
-    any_unsure = False
-    for k in range(k_end + 1):
-        iou_all[k] = max(iou_all[k], hole_best[k])
-        if holes[k] == 0:
-            continue
-        # A lone component is the largest contour (its holes are no larger and
-        # come after it); else the largest own area wins when it beats every
-        # other component even if all the holes were credited to that one.
-        sure = second_own[k] < 0 or (top_ties[k] == 1 and top_own[k] > second_own[k] + hole_total[k])
-        if not sure:
-            unsure[k] = True
-            any_unsure = True
-    if any_unsure:
-        _, _, _, _, _, _, exact_iou, ambiguous = _foreground_pass(
-            ws, order, start, cuts, gt, lut, hole_start, anchor, hole_area, hole_box
+    if k_end >= 0:
+        # The background grows, going up, by the same bands: band k of the
+        # background is foreground band k - 1, and background band 0 the
+        # pixels at or below every cut (the last bin of the foreground sort).
+        bg_start = np.empty(k_end + 2, np.int64)
+        bg_stop = np.empty(k_end + 2, np.int64)
+        bg_start[0] = start[n_cuts]
+        bg_stop[0] = start[n_cuts + 1]
+        for k in range(1, k_end + 1):
+            bg_start[k] = start[k - 1]
+            bg_stop[k] = start[k]
+        hole_best, hole_total, hole_start, anchor, hole_area, hole_box = _background_pass(
+            ws, order, bg_start, bg_stop, cuts, gt, lut, k_end
         )
+        unsure = np.zeros(n_cuts, np.bool_)
+        any_unsure = False
         for k in range(k_end + 1):
-            if unsure[k]:
-                iou_largest[k] = exact_iou[k]
-                fallback[k] = ambiguous[k]
-    return iou_all, iou_largest, fallback
+            iou_all[k] = max(iou_all[k], hole_best[k])
+            if holes[k] == 0:
+                continue
+            # A lone component is the largest contour (its holes are no larger
+            # and come after it); else the largest own area wins when it beats
+            # every other component even if all the holes were credited to it.
+            sure = second_own[k] < 0 or (top_ties[k] == 1 and top_own[k] > second_own[k] + hole_total[k])
+            if not sure:
+                unsure[k] = True
+                any_unsure = True
+        if any_unsure:
+            _, _, _, _, _, _, exact_iou, ambiguous = _foreground_pass(
+                ws, order, start, cuts, gt, lut, hole_start, anchor, hole_area, hole_box
+            )
+            for k in range(k_end + 1):
+                if unsure[k]:
+                    iou_largest[k] = exact_iou[k]
+                    fallback[k] = ambiguous[k]
+    for t in range(n_thresholds):
+        out_all[t] = iou_all[inverse[t]]
+        out_largest[t] = iou_largest[inverse[t]]
+        out_fallback[t] = fallback[inverse[t]]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _maps(maps, thresholds, gt_flat, gt_offsets, lut, out_all, out_largest, out_fallback, out_cuts, lo, hi):
-    """Maps ``lo .. hi - 1`` of a batch, with one workspace."""
+    """Maps ``lo .. hi - 1`` of a batch, with one workspace (no GIL: threads split a batch)."""
     ws = _workspace(maps.shape[1], maps.shape[2])
     for b in range(lo, hi):
         _map_cut_ious(
@@ -737,41 +737,43 @@ def _maps(maps, thresholds, gt_flat, gt_offsets, lut, out_all, out_largest, out_
         )
 
 
-@numba.njit(cache=True, parallel=True)
-def _maps_parallel(maps, thresholds, gt_flat, gt_offsets, lut, out_all, out_largest, out_fallback, out_cuts, n_chunks):
-    n = maps.shape[0]
-    for chunk in numba.prange(n_chunks):
-        lo = chunk * n // n_chunks
-        hi = (chunk + 1) * n // n_chunks
-        _maps(maps, thresholds, gt_flat, gt_offsets, lut, out_all, out_largest, out_fallback, out_cuts, lo, hi)
+def split_count(n: int, workers: int) -> int:
+    """How many parts :func:`run_split` cuts ``n`` items into."""
+    return max(1, min(workers, n))
 
 
-@numba.njit(cache=True)
-def _unit_interval(maps, out):
-    for b in range(maps.shape[0]):
-        values = maps[b].reshape(-1)
-        ok = True
-        for i in range(values.shape[0]):
-            ok &= (values[i] >= 0.0) & (values[i] <= 1.0)  # False for NaN
-        out[b] = ok
+def run_split(kernel, n: int, workers: int) -> None:
+    """``kernel(part, lo, hi)`` over ``0 .. n`` in :func:`split_count` contiguous parts, in threads.
+
+    The numba kernels release the GIL, so the threads run in parallel.
+    """
+    parts = split_count(n, workers)
+    spans = [(i, i * n // parts, (i + 1) * n // parts) for i in range(parts)]
+    if parts == 1:
+        kernel(*spans[0])
+        return
+    with ThreadPoolExecutor(parts) as pool:
+        for future in [pool.submit(kernel, *span) for span in spans]:
+            future.result()
 
 
 def maps_in_unit_interval(maps: np.ndarray) -> np.ndarray:
-    """Whether each ``(H, W)`` map of a float ``(B, H, W)`` array lies in ``[0, 1]`` (no NaN); bool ``(B,)``.
+    """Whether each map of a float ``(B, H, W)`` array lies in ``[0, 1]`` (no NaN); bool ``(B,)``.
 
-    One pass and no copy: the check before the fast engines, which leave the
-    error message to :func:`~wsolbench.metrics.validate.check_scoremaps`.
+    Two reductions and no copy: the check before the fast engines, which leave
+    the error message to :func:`~wsolbench.metrics.validate.check_scoremaps`.
     """
-    out = np.empty(maps.shape[0], dtype=np.bool_)
-    _unit_interval(np.ascontiguousarray(maps), out)
-    return out
+    if maps.shape[0] == 0:
+        return np.ones(0, dtype=np.bool_)
+    # min and max propagate NaN, and NaN compares False
+    return (maps.min(axis=(1, 2)) >= 0) & (maps.max(axis=(1, 2)) <= 1)
 
 
 def fast_best_ious(
     scoremaps: np.ndarray,
     gt_boxes: list[np.ndarray],
     thresholds: np.ndarray,
-    threads: int = 1,
+    workers: int = 1,
 ) -> np.ndarray:
     """Best IoU with the ground truth at each CAM threshold, for a batch of maps.
 
@@ -780,18 +782,16 @@ def fast_best_ious(
 
     Args:
         scoremaps: ``(B, H, W)`` float in ``[0, 1]`` (checked by the caller),
-            ``H, W < 65536``; float32 is widened exactly, as the protocol does.
+            ``H, W < 65536``.
         gt_boxes: ``B`` int arrays ``(n_i, 4)``, ``n_i >= 1``, at map resolution.
         thresholds: ``(T,)`` CAM thresholds, ascending.
-        threads: numba threads splitting the maps (1: none).
+        workers: threads splitting the maps.
 
     Returns:
         float64 ``(B, 2, T)``: ``[:, 0]`` all contours, ``[:, 1]`` largest contour.
     """
-    maps = np.asarray(scoremaps)
-    if maps.dtype not in (np.float32, np.float64):
-        maps = maps.astype(np.float64)
-    maps = np.ascontiguousarray(maps)
+    # float32 is widened here, exactly, as the protocol does (one compiled kernel).
+    maps = np.ascontiguousarray(scoremaps, dtype=np.float64)
     n = maps.shape[0]
     thresholds = np.ascontiguousarray(thresholds, dtype=np.float64)
     n_thresholds = len(thresholds)
@@ -810,16 +810,7 @@ def fast_best_ious(
     # The table goes in as an argument: as a global numba would type it
     # read-only and compile every function a second time.
     args = (maps, thresholds, gt_flat, gt_offsets, _LUT, iou_all, iou_largest, fallback, cuts)
-    threads = min(threads, n, numba.config.NUMBA_NUM_THREADS)
-    if threads > 1:
-        previous = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
-            _maps_parallel(*args, threads)
-        finally:
-            numba.set_num_threads(previous)
-    else:
-        _maps(*args, 0, n)
+    run_split(lambda part, lo, hi: _maps(*args, lo, hi), n, workers)
     # Ambiguous largest contours: the exact path, once per (map, cut).
     for b in np.flatnonzero(fallback.any(axis=1)):
         quantized = quantize_scoremap(maps[b])

@@ -13,6 +13,7 @@ e.g. CUDA), and ``np.histogram`` itself (``engine="exact"``, which sorts).
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ import numba
 import numpy as np
 
 from wsolbench.errors import MetricInputError
+from wsolbench.metrics.fast_boxes import run_split, split_count
 from wsolbench.metrics.protocol import pixel_curves, pxap, pxap_edges, score_histograms
 from wsolbench.metrics.validate import (
     MASK_BACKGROUND,
@@ -57,7 +59,7 @@ def _cell_table(edges: np.ndarray) -> np.ndarray:
     return table.astype(np.int16 if n_bins < np.iinfo(np.int16).max else np.int32)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _histogram_maps(maps, masks, edges, table, counts, invalid, lo, hi):
     """Add maps ``lo .. hi - 1`` to ``counts[mask, bin]`` with np.histogram's bins.
 
@@ -81,10 +83,11 @@ def _histogram_maps(maps, masks, edges, table, counts, invalid, lo, hi):
         scores = maps[image].reshape(-1)
         labels = masks[image].reshape(-1)
         bad = 0
+        for i in range(labels.shape[0]):  # a separate loop vectorises
+            bad += (labels[i] > 1) & (labels[i] != 255)
         for i in range(scores.shape[0]):
             x = np.float64(scores[i])
             m = labels[i]
-            bad += (m > 1) & (m != 255)
             if 0.0 <= x <= 1.0:
                 v = table[np.uint64(min(np.int64(x * scale), last_cell))]
             else:
@@ -109,32 +112,26 @@ def _histogram_maps(maps, masks, edges, table, counts, invalid, lo, hi):
         counts[i // n_bins, i % n_bins] += flat[i]
 
 
-@numba.njit(cache=True, parallel=True)
-def _histogram_maps_parallel(maps, masks, edges, table, counts, invalid, n_chunks):
-    n = maps.shape[0]
-    parts = np.zeros((n_chunks,) + counts.shape, np.int64)
-    for chunk in numba.prange(n_chunks):
-        _histogram_maps(maps, masks, edges, table, parts[chunk], invalid, chunk * n // n_chunks, (chunk + 1) * n // n_chunks)
-    for chunk in range(n_chunks):
-        counts += parts[chunk]
+@functools.lru_cache(maxsize=8)
+def _binning(thresholds: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """PxAP edges and cell table of the thresholds (float64 bytes), computed once."""
+    edges = pxap_edges(np.frombuffer(thresholds, dtype=np.float64))
+    return edges, _cell_table(edges)
 
 
 def _histogram_counts(maps: np.ndarray, masks: np.ndarray, thresholds: np.ndarray, workers: int):
     """``(counts (2, T + 2), invalid (B,))`` of ``(B, H, W)`` maps and uint8 masks."""
-    edges = pxap_edges(thresholds)
+    edges, table = _binning(np.asarray(thresholds, dtype=np.float64).tobytes())
     counts = np.zeros((2, len(edges) - 1), dtype=np.int64)
     invalid = np.zeros(maps.shape[0], dtype=np.int64)
-    table = _cell_table(edges)
-    workers = min(workers, maps.shape[0], numba.config.NUMBA_NUM_THREADS)
-    if workers > 1:
-        previous = numba.get_num_threads()
-        numba.set_num_threads(workers)
-        try:
-            _histogram_maps_parallel(maps, masks, edges, table, counts, invalid, workers)
-        finally:
-            numba.set_num_threads(previous)
-    else:
-        _histogram_maps(maps, masks, edges, table, counts, invalid, 0, maps.shape[0])
+    n = maps.shape[0]
+    parts = np.zeros((split_count(n, workers),) + counts.shape, dtype=np.int64)
+
+    def kernel(part, lo, hi):
+        _histogram_maps(maps, masks, edges, table, parts[part], invalid, lo, hi)
+
+    run_split(kernel, n, workers)
+    counts += parts.sum(axis=0)
     return counts, invalid
 
 
@@ -151,7 +148,7 @@ def fast_score_histograms(
         scoremaps: ``(..., H, W)`` float (float32 is widened exactly).
         masks: same shape, uint8 0 background / 1 foreground / 255 ignore.
         thresholds: ``(T,)`` CAM thresholds.
-        workers: numba threads splitting the maps.
+        workers: threads splitting the maps.
 
     Returns:
         ``(fg_hist, bg_hist)``, int64 ``(T + 2,)`` each.
@@ -320,7 +317,7 @@ class MaskAccumulator:
         engine: "fast" (one O(n) pass, :func:`fast_score_histograms`) or
             "exact" (``np.histogram``); the counts are identical. Torch tensors
             are always binned on their device by :func:`score_histograms_torch`.
-        workers: numba threads splitting each batch's maps (fast engine).
+        workers: threads splitting each batch's maps (fast engine).
 
     State (fixed size):
         count: images seen.
