@@ -21,8 +21,11 @@ Workloads, 224 x 224:
     python benchmarks/metrics_speed.py --typical 100 --hard 10   # quicker
     python benchmarks/metrics_speed.py --memory         # 50,000 maps streamed through the accumulators
 
-On CUDA the PxAP histograms of tensors are also timed (``score_histograms_torch``
-on batches already on the GPU); without CUDA that line says it was skipped.
+The two sides take turns, chunk by chunk (``--chunk`` maps), so that a change
+in the machine's load hits both alike; each side's time is summed over its
+turns. On CUDA the PxAP histograms of tensors are also timed
+(``score_histograms_torch`` on batches already on the GPU); without CUDA that
+line says it was skipped.
 """
 
 from __future__ import annotations
@@ -153,92 +156,105 @@ def reference_histograms(maps, masks, thresholds) -> tuple[np.ndarray, np.ndarra
 # ---------------------------------------------------------------- the wsolbench side
 
 
-def wsolbench_boxes(maps, gt_boxes, thresholds, workers: int) -> BoxAccumulator:
-    acc = BoxAccumulator(thresholds, IOU_THRESHOLDS, workers=workers)
+def feed_boxes(acc: BoxAccumulator, maps, gt_boxes) -> None:
     for lo in range(0, len(maps), BATCH):
         ids = [str(i) for i in range(lo, min(lo + BATCH, len(maps)))]
         acc.update(maps[lo : lo + BATCH], gt_boxes[lo : lo + BATCH], ids)
-    return acc
 
 
-def wsolbench_masks(maps, masks, thresholds, workers: int) -> MaskAccumulator:
-    acc = MaskAccumulator(thresholds, workers=workers)
+def feed_masks(acc: MaskAccumulator, maps, masks) -> None:
     for lo in range(0, len(maps), BATCH):
         ids = [str(i) for i in range(lo, min(lo + BATCH, len(maps)))]
         acc.update(maps[lo : lo + BATCH], masks[lo : lo + BATCH], ids)
-    return acc
 
 
-def timed(fn, repeats: int = 1):
-    """(result, best seconds) over ``repeats`` runs."""
-    best = float("inf")
-    for _ in range(repeats):
+class Clock:
+    """Seconds per side, summed over the chunks."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def time(self, side: str, fn):
         start = time.perf_counter()
         result = fn()
-        best = min(best, time.perf_counter() - start)
-    return result, best
+        self.seconds[side] = self.seconds.get(side, 0.0) + time.perf_counter() - start
+        return result
 
 
-def compare(name: str, n: int, reference_s: float, sides: list[tuple[str, float, bool]]) -> None:
-    ref_rate = n / reference_s
-    print(f"  {name:<9} straightforward {ref_rate:10.1f} maps/s")
-    for label, seconds, equal in sides:
-        rate = n / seconds
-        print(f"  {'':<9} {label:<14} {rate:10.1f} maps/s  x{rate / ref_rate:6.1f}   identical: {'yes' if equal else 'NO'}")
-
-
-def run_workload(name: str, maps: np.ndarray, boxes, masks, thresholds, repeats: int) -> dict:
+def run_workload(name: str, maps: np.ndarray, boxes, masks, thresholds, chunk: int) -> dict:
+    """Both sides, chunk by chunk in turn, so that a change in the machine's load hits both alike."""
     n = len(maps)
     print(f"\n{name}: {n} maps of {maps.shape[1]} x {maps.shape[2]}, {len(thresholds)} thresholds")
-    ref_counts, ref_box_s = timed(lambda: reference_box_counts(maps, boxes, thresholds))
-    sides = []
+    clock = Clock()
+    ref_counts = np.zeros((2, len(IOU_THRESHOLDS), len(thresholds)), dtype=np.int64)
+    ref_fg = ref_bg = 0
+    box_accs = {w: BoxAccumulator(thresholds, IOU_THRESHOLDS, workers=w) for w in (1, 2)}
+    mask_accs = {w: MaskAccumulator(thresholds, workers=w) for w in (1, 2)}
+    cuda = CudaMasks(thresholds)
+    for lo in range(0, n, chunk):
+        m, b, k = maps[lo : lo + chunk], boxes[lo : lo + chunk], masks[lo : lo + chunk]
+        ref_counts += clock.time("boxes ref", lambda: reference_box_counts(m, b, thresholds))  # noqa: B023
+        for w, acc in box_accs.items():
+            clock.time(f"boxes w={w}", lambda acc=acc: feed_boxes(acc, m, b))  # noqa: B023
+        fg, bg = clock.time("pxap ref", lambda: reference_histograms(m, k, thresholds))  # noqa: B023
+        ref_fg, ref_bg = ref_fg + fg, ref_bg + bg
+        for w, acc in mask_accs.items():
+            clock.time(f"pxap w={w}", lambda acc=acc: feed_masks(acc, m, k))  # noqa: B023
+        if cuda.available:
+            cuda.stage(m, k)
+            clock.time("pxap cuda", cuda.feed)
     ratios = {}
-    for workers in (1, 2):
-        acc, seconds = timed(lambda w=workers: wsolbench_boxes(maps, boxes, thresholds, w), repeats)
-        equal = np.array_equal(acc.correct, ref_counts)
-        sides.append((f"wsolbench w={workers}", seconds, equal))
-        ratios[f"boxes_w{workers}"] = (ref_box_s / seconds, equal)
-    compare("boxes", n, ref_box_s, sides)
-    (ref_fg, ref_bg), ref_px_s = timed(lambda: reference_histograms(maps, masks, thresholds), repeats)
-    sides = []
-    for workers in (1, 2):
-        acc, seconds = timed(lambda w=workers: wsolbench_masks(maps, masks, thresholds, w), repeats)
-        equal = np.array_equal(acc.fg_hist, ref_fg) and np.array_equal(acc.bg_hist, ref_bg)
-        sides.append((f"wsolbench w={workers}", seconds, equal))
-        ratios[f"pxap_w{workers}"] = (ref_px_s / seconds, equal)
-    cuda = cuda_histograms(maps, masks, thresholds, repeats, (ref_fg, ref_bg))
-    if cuda is not None:
-        seconds, equal = cuda
-        sides.append(("torch CUDA", seconds, equal))
-        ratios["pxap_cuda"] = (ref_px_s / seconds, equal)
-    compare("PxAP", n, ref_px_s, sides)
+    for key, label in (("boxes", "boxes"), ("pxap", "PxAP")):
+        ref_s = clock.seconds[f"{key} ref"]
+        print(f"  {label:<9} straightforward {n / ref_s:10.1f} maps/s")
+        sides = [f"w={w}" for w in (1, 2)] + (["cuda"] if key == "pxap" and cuda.available else [])
+        for side in sides:
+            if key == "boxes":
+                equal = np.array_equal(box_accs[int(side[2:])].correct, ref_counts)
+            else:
+                acc = cuda.acc if side == "cuda" else mask_accs[int(side[2:])]
+                equal = np.array_equal(acc.fg_hist, ref_fg) and np.array_equal(acc.bg_hist, ref_bg)
+            seconds = clock.seconds[f"{key} {side}"]
+            ratio = ref_s / seconds
+            ratios[f"{key} {side}"] = (ratio, equal)
+            who = "torch CUDA" if side == "cuda" else f"wsolbench {side}"
+            print(
+                f"  {'':<9} {who:<14} {n / seconds:10.1f} maps/s  x{ratio:6.1f}   "
+                f"identical: {'yes' if equal else 'NO'}"
+            )
     return ratios
 
 
-def cuda_histograms(maps, masks, thresholds, repeats: int, expected):
-    """(seconds, identical to ``expected``) for PxAP of tensors already on the GPU; None without CUDA."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
-    device = torch.device("cuda")
-    batches = [
-        (torch.from_numpy(maps[lo : lo + BATCH]).to(device), torch.from_numpy(masks[lo : lo + BATCH]).to(device))
-        for lo in range(0, len(maps), BATCH)
-    ]
+class CudaMasks:
+    """PxAP of batches already on the GPU (the copies are not timed); inert without CUDA."""
 
-    def run():
-        acc = MaskAccumulator(thresholds)
-        for m, k in batches:
-            acc.update(m, k, [str(j) for j in range(len(m))])
-        torch.cuda.synchronize()
-        return acc
+    def __init__(self, thresholds):
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        self.available = torch is not None and torch.cuda.is_available()
+        if not self.available:
+            return
+        self.torch = torch
+        self.acc = MaskAccumulator(thresholds)
+        warm = torch.zeros((2, 8, 8), device="cuda")  # CUDA context and kernels, outside the clock
+        MaskAccumulator(thresholds).update(warm, torch.ones_like(warm, dtype=torch.uint8), ["a", "b"])
+        self.batches = []
 
-    run()  # warm-up: CUDA context and kernels
-    acc, seconds = timed(run, repeats)
-    return seconds, np.array_equal(acc.fg_hist, expected[0]) and np.array_equal(acc.bg_hist, expected[1])
+    def stage(self, maps, masks) -> None:
+        """Copy a chunk to the GPU, in batches."""
+        cuda = self.torch.device("cuda")
+        self.batches = [
+            (self.torch.from_numpy(maps[lo : lo + BATCH]).to(cuda), self.torch.from_numpy(masks[lo : lo + BATCH]).to(cuda))
+            for lo in range(0, len(maps), BATCH)
+        ]
+        self.torch.cuda.synchronize()
+
+    def feed(self) -> None:
+        for m, k in self.batches:
+            self.acc.update(m, k, [str(i) for i in range(len(m))])
+        self.torch.cuda.synchronize()
 
 
 # ---------------------------------------------------------------- memory
@@ -299,7 +315,7 @@ def main() -> None:
     parser.add_argument("--typical", type=int, default=500, help="typical maps (both sides)")
     parser.add_argument("--hard", type=int, default=100, help="hard maps (both sides)")
     parser.add_argument("--threshold-step", type=float, default=0.01)
-    parser.add_argument("--repeats", type=int, default=3, help="wsolbench timings: best of this many runs")
+    parser.add_argument("--chunk", type=int, default=50, help="maps per turn (the sides take turns)")
     parser.add_argument("--memory", action="store_true", help="stream maps through the accumulators instead")
     parser.add_argument("--memory-maps", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=2, help="workers in --memory mode")
@@ -311,8 +327,8 @@ def main() -> None:
     warm = typical_maps(np.random.default_rng(1), 2)
     warm_boxes, warm_masks = annotations(np.random.default_rng(1), warm)
     for workers in (1, 2):
-        wsolbench_boxes(warm, warm_boxes, thresholds, workers)
-        wsolbench_masks(warm, warm_masks, thresholds, workers)
+        feed_boxes(BoxAccumulator(thresholds, IOU_THRESHOLDS, workers=workers), warm, warm_boxes)
+        feed_masks(MaskAccumulator(thresholds, workers=workers), warm, warm_masks)
 
     if args.memory:
         memory_run(args.memory_maps, 250, args.workers, thresholds)
@@ -325,16 +341,19 @@ def main() -> None:
             continue
         maps = maker(rng, n)
         boxes, masks = annotations(rng, maps)
-        results[name] = run_workload(name, maps, boxes, masks, thresholds, args.repeats)
+        chunk = args.chunk if name == "typical" else max(1, args.chunk // 5)
+        results[name] = run_workload(name, maps, boxes, masks, thresholds, chunk)
 
     if "typical" in results:
         print("\ntargets (typical CAMs, identical numbers):")
         for key, label, target in (("boxes", "MaxBoxAccV2 curves", 10), ("pxap", "PxAP histograms", 20)):
-            for workers in (1, 2):
-                ratio, equal = results["typical"][f"{key}_w{workers}"]
+            for side in ("w=1", "w=2", "cuda"):
+                if f"{key} {side}" not in results["typical"]:
+                    continue
+                ratio, equal = results["typical"][f"{key} {side}"]
                 met = "met" if ratio >= target and equal else "NOT met"
-                print(f"  {label:<19} workers={workers}: x{ratio:5.1f} (target x{target}) {met}")
-        if "pxap_cuda" not in results["typical"]:
+                print(f"  {label:<19} {side:<5} x{ratio:5.1f} (target x{target}) {met}")
+        if "pxap cuda" not in results["typical"]:
             print("  torch CUDA PxAP: skipped (no CUDA device)")
 
 

@@ -211,6 +211,7 @@ class EvalConfig:
     # Conventions papers disagree on, explicit and recorded with every result:
     loc_contours: str = "largest"  # boxes for Top-1 / GT-known Loc: "largest" contour (CAM, ADL) or "all"
     fixed_threshold: float | None = None  # also report Top-1 / GT-known Loc at this CAM threshold (e.g. 0.15)
+    workers: int = 0  # threads for the box / mask metrics (0: one per CPU core, at most 8); numbers do not change
 
     def __post_init__(self) -> None:
         _check(16 <= self.resolution <= 2048, f"eval.resolution must be in [16, 2048], got {self.resolution}")
@@ -220,6 +221,7 @@ class EvalConfig:
         _check(50 in self.iou_thresholds, "eval.iou_thresholds must include 50 (MaxBoxAcc and Top-1 Loc use IoU 0.5)")
         _check(self.cam_resize in ("bicubic", "bilinear"), f"eval.cam_resize must be bicubic or bilinear, got {self.cam_resize!r}")
         _check(self.loc_contours in ("largest", "all"), f"eval.loc_contours must be largest or all, got {self.loc_contours!r}")
+        _check(self.workers >= 0, f"eval.workers must be >= 0, got {self.workers}")
         _check(self.fixed_threshold is None or 0.0 <= self.fixed_threshold < 1.0,
                f"eval.fixed_threshold must be in [0, 1), got {self.fixed_threshold}")
 
@@ -259,6 +261,7 @@ class RunConfig:
         payload["data"].pop("root")  # where the raw files are does not change the numbers
         train = payload.pop("train")  # how a run is carried out, except the checkpoint choice
         payload["select"] = train["select"]
+        payload["eval"].pop("workers")  # how fast, not what
         return stable_hash(payload)
 
     def with_name(self) -> RunConfig:

@@ -9,6 +9,7 @@ the maps so Top-1 Loc comes from the same pass.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -62,10 +63,11 @@ def new_accumulators(samples: Sequence[Sample], *, num_classes: int, cfg: EvalCo
                      has_masks: bool) -> SplitAccumulators:
     thresholds = cam_thresholds(cfg.threshold_step)
     has_boxes = len(samples) > 0 and all(len(s.boxes) > 0 for s in samples)
+    workers = cfg.workers or min(8, os.cpu_count() or 1)
     return SplitAccumulators(
         classification=ClassificationAccumulator(num_classes),
-        boxes=BoxAccumulator(thresholds, iou_thresholds=cfg.iou_thresholds) if has_boxes else None,
-        masks=MaskAccumulator(thresholds) if has_masks else None)
+        boxes=BoxAccumulator(thresholds, iou_thresholds=cfg.iou_thresholds, workers=workers) if has_boxes else None,
+        masks=MaskAccumulator(thresholds, workers=workers) if has_masks else None)
 
 
 @torch.no_grad()

@@ -57,6 +57,7 @@ exact path.
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -752,9 +753,15 @@ def run_split(kernel, n: int, workers: int) -> None:
     if parts == 1:
         kernel(*spans[0])
         return
-    with ThreadPoolExecutor(parts) as pool:
-        for future in [pool.submit(kernel, *span) for span in spans]:
-            future.result()
+    pool = _executor(parts)
+    for future in [pool.submit(kernel, *span) for span in spans]:
+        future.result()
+
+
+@functools.lru_cache(maxsize=4)
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """One pool per worker count, kept: starting threads for every batch would cost more than small batches."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="wsolbench-metrics")
 
 
 def maps_in_unit_interval(maps: np.ndarray) -> np.ndarray:
