@@ -85,8 +85,21 @@ from wsolbench.data.sources.wsolevaluation import (
 )
 from wsolbench.data.sources.wsolevaluation import load_eval_mask as load_metadata_mask
 from wsolbench.errors import ConfigError, DataError
-from wsolbench.manifest import IGNORE_VALUE, Manifest, load_eval_mask, load_manifest
-from wsolbench.metrics import BoxAccumulator, BoxResult, MaskAccumulator, MaskResult, cam_thresholds, rescale_boxes
+from wsolbench.manifest import (
+    IGNORE_VALUE,
+    Manifest,
+    load_eval_mask,
+    load_manifest,
+    read_index_mask,
+)
+from wsolbench.metrics import (
+    BoxAccumulator,
+    BoxResult,
+    MaskAccumulator,
+    MaskResult,
+    cam_thresholds,
+    rescale_boxes,
+)
 from wsolbench.metrics.multiclass import MultiClassMaskAccumulator
 from wsolbench.progress import NullProgress, Progress
 
@@ -269,31 +282,8 @@ def load_ground_truth(
 
 
 def read_class_index_mask(path: str | Path) -> np.ndarray:
-    """``(H, W)`` uint8 pixel values of a class-index mask, palette indices kept.
-
-    Palette (``P``), greyscale (``L``), 1-bit and 16/32-bit integer images with
-    values <= 255 are accepted; colour images are refused (their pixel values
-    are not class indices). OpenCV expands palettes to colour, so Pillow reads these.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-            array = np.array(image)
-    except FileNotFoundError:
-        raise DataError(f"mask {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"mask {path} cannot be decoded: {exc}") from None
-    if mode not in ("P", "L", "1") and not mode.startswith("I"):
-        raise DataError(f"class-index mask {path} has mode {mode}; expected a palette or single-channel image "
-                        "whose pixel values are class indices")
-    if array.ndim != 2:
-        raise DataError(f"class-index mask {path} has shape {array.shape}; expected a single channel")
-    if array.size and (array.min() < 0 or array.max() > 255):
-        raise DataError(f"class-index mask {path} has values outside [0, 255]")
-    return array.astype(np.uint8)
+    """``(H, W)`` uint8 class indices of a VOC-style mask (palette indices kept; see ``manifest.read_index_mask``)."""
+    return read_index_mask(path)
 
 
 def _class_mask(path: Path, ignore_path: Path | None, resolution: int) -> np.ndarray:
