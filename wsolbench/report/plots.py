@@ -25,6 +25,8 @@ def plot_entropy_vs_accuracy(frame: pd.DataFrame, path: Path) -> Path:
         ax_cls.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax_cls.set(xlabel="mean predictive entropy H(p) / log K", ylabel="top-1 accuracy (%)",
                title="classification")
+    low = float(frame["top1"].min())
+    ax_cls.set_ylim(max(0.0, low - 5.0), 100.5)  # accuracy cannot exceed 100 %
     markers = iter("osD^")
     for metric in LOCALIZATION_METRICS:
         if metric in frame and frame[metric].notna().any():
