@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -74,6 +75,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, optimizer: torch.op
     start = time.perf_counter() - meter.seconds
     non_blocking = device.type == "cuda"
     step = start_step
+    distributed = dist.is_available() and dist.is_initialized()
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # correct, entropy since the last flush
     part_sums: dict[str, torch.Tensor] = {}
 
@@ -101,8 +103,15 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, optimizer: torch.op
             out = model(x, y)
         loss = out["loss"]
         value = loss.item()
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"training loss became {value} at epoch {epoch}, step {step}")
+        finite = math.isfinite(value)
+        if distributed:  # every rank stops together, or the others would wait in backward forever
+            flag = torch.tensor([1.0 if finite else 0.0], device=loss.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = bool(flag.item())
+        if not finite:
+            where = "" if not math.isfinite(value) else " on another rank"
+            raise TrainingDiverged(f"training loss became non-finite{where} at epoch {epoch}, step {step}"
+                                   + ("" if math.isfinite(value) else f" ({value})"))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
