@@ -165,3 +165,24 @@ def test_distributed_data_parallel_on_cpu_with_gloo(tmp_path):
     assert record["history"][0]["images"] == TINY["data"]["synthetic"]["n_train"] // 2
     assert record["val"]["boxes"]["count"] == TINY["data"]["synthetic"]["n_val"]
     assert record["test"]["classification"]["count"] == TINY["data"]["synthetic"]["n_test"]
+
+
+def test_tensorboard_scalars_and_best_on_val_selection(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, cfg = _config(tmp_path, **{"optim.epochs": 2, "train.checkpoint_every": 0, "train.tensorboard": True,
+                                  "train.select": "best"})
+    record = train_and_evaluate(cfg, output_dir=tmp_path / "runs").record
+    folder = run_dir(cfg, tmp_path / "runs") / "tensorboard"
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/top1", "train/entropy", "val/localization"} <= tags
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
+    scores = [h["val_score"] for h in record["history"]]
+    best = record["selection"]["best"]
+    assert record["selection"]["checkpoint"] == "best" and best["score"] == max(scores)
+    assert best["epoch"] == scores.index(max(scores)) + 1
+    # the weights evaluated at the end are the best epoch's: val reproduces its score
+    assert record["val"]["summary"]["MaxBoxAcc"] == pytest.approx(best["score"])
