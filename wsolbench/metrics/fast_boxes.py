@@ -207,11 +207,29 @@ def _best_box_iou(x0, y0, x1, y1, gt):
 
 
 @numba.njit(cache=True)
-def _neighbour_mask(parent, p, offsets):
-    mask = np.uint64(0)
-    for i in range(8):
-        mask |= np.uint64(parent[p + offsets[i]] != _NONE) << np.uint64(i)
-    return mask
+def _neighbour_mask(added, p, offsets):
+    """Mask of the added neighbours of ``p``, from the 0/1 ``added`` array.
+
+    Not from ``parent``: the west neighbour is often the pixel added just
+    before, and reading its parent would wait for that pixel's find, chaining
+    every pixel's finds through memory; ``added`` is written with a constant.
+    The steps are scalars (``offsets[0]`` is ``-wp``, wrapped), which the
+    compiler keeps in registers.
+    """
+    up = np.uint64(0) - offsets[0]
+    n = p - up
+    s = p + up
+    one = np.uint64(1)
+    return (
+        np.uint64(added[n])
+        | np.uint64(added[n + one]) << np.uint64(1)
+        | np.uint64(added[p + one]) << np.uint64(2)
+        | np.uint64(added[s + one]) << np.uint64(3)
+        | np.uint64(added[s]) << np.uint64(4)
+        | np.uint64(added[s - one]) << np.uint64(5)
+        | np.uint64(added[p - one]) << np.uint64(6)
+        | np.uint64(added[n - one]) << np.uint64(7)
+    )
 
 
 @numba.njit(cache=True)
@@ -238,6 +256,7 @@ def _workspace(height, width):
         np.empty(n_pixels, np.uint32),  # 12 active
         np.empty((height, width), np.uint8),  # 13 quantised map
         np.empty(n_pixels, np.uint32),  # 14 pixels sorted by band
+        np.empty(n_cells, np.uint8),  # 15 added (1) or not (0)
     )
 
 
@@ -289,8 +308,10 @@ def _foreground_pass(ws, order, start, cuts, gt, lut, hole_start, hole_anchor, h
     offsets = (_ROW_STEPS * wp + _COL_STEPS).astype(np.uint64)  # wraps: p + offset is exact
     exact = hole_start.shape[0] > 0
     # first: smallest padded index (the top-left pixel); own: area in half-cells
+    added = ws[15]
     for i in range((height + 2) * wp):
         parent[i] = _NONE
+        added[i] = 0
 
     best_out = np.empty(n_cuts, np.float64)
     holes = np.zeros(n_cuts, np.int64)
@@ -313,7 +334,8 @@ def _foreground_pass(ws, order, start, cuts, gt, lut, hole_start, hole_anchor, h
             pr = np.int32(rc >> 16)
             pc = np.int32(rc & 0xFFFF)
             p = np.uint64(pr + 1) * np.uint64(wp) + np.uint64(pc + 1)
-            mask = _neighbour_mask(parent, p, offsets)
+            mask = _neighbour_mask(added, p, offsets)
+            added[p] = 1
             euler4 += lut[mask, _EULER]
             n_groups = lut[mask, _FG_GROUPS]
             if n_groups == 0:
@@ -331,6 +353,15 @@ def _foreground_pass(ws, order, start, cuts, gt, lut, hole_start, hole_anchor, h
                 pos[p] = np.uint32(n_active)
                 n_active += _ONE
                 rp = p
+            elif n_groups == 1 and p == prev + _ONE:
+                # The west neighbour came just before, so its root is at hand;
+                # its row is in the box and the box's first pixel precedes it.
+                rp = prev_root
+                parent[p] = np.uint32(rp)
+                size[rp] += 1
+                if pc > col1[rp]:
+                    col1[rp] = pc
+                    dirty[rp] = True
             else:
                 if p == prev + _ONE:
                     # The west neighbour came just before: its group is first
@@ -494,14 +525,20 @@ def _background_pass(ws, order, start, stop, cuts, gt, lut, k_end):
     wp = width + 2
     offsets = (_ROW_STEPS * wp + _COL_STEPS).astype(np.uint64)
     sentinel = np.uint64(0)
+    added = ws[15]
     for i in range((height + 2) * wp):
         parent[i] = _NONE
+        added[i] = 0
     for c in range(wp):
         parent[c] = 0
         parent[(height + 1) * wp + c] = 0
+        added[c] = 1
+        added[(height + 1) * wp + c] = 1
     for r in range(height + 2):
         parent[r * wp] = 0
         parent[r * wp + wp - 1] = 0
+        added[r * wp] = 1
+        added[r * wp + wp - 1] = 1
     size[0] = _SENTINEL_SIZE
 
     best_out = np.empty(n_cuts, np.float64)
@@ -522,7 +559,8 @@ def _background_pass(ws, order, start, stop, cuts, gt, lut, k_end):
             pr = np.int32(rc >> 16)
             pc = np.int32(rc & 0xFFFF)
             p = np.uint64(pr + 1) * np.uint64(wp) + np.uint64(pc + 1)
-            mask = _neighbour_mask(parent, p, offsets)
+            mask = _neighbour_mask(added, p, offsets)
+            added[p] = 1
             n_groups = lut[mask, _BG_GROUPS]
             if n_groups == 0:
                 parent[p] = np.uint32(p)
@@ -538,6 +576,15 @@ def _background_pass(ws, order, start, stop, cuts, gt, lut, k_end):
                 pos[p] = np.uint32(n_active)
                 n_active += _ONE
                 rp = p
+            elif n_groups == 1 and p == prev + _ONE:
+                # as in _foreground_pass: the west neighbour's root, only col1 can grow
+                rp = prev_root
+                parent[p] = np.uint32(rp)
+                if rp != sentinel:
+                    size[rp] += 1
+                    if pc > col1[rp]:
+                        col1[rp] = pc
+                        dirty[rp] = True
             else:
                 if p == prev + _ONE:
                     rp = prev_root
@@ -642,7 +689,7 @@ def _map_cut_ious(scoremap, thresholds, gt, lut, ws, out_all, out_largest, out_f
     for r in range(height):
         for c in range(width):
             # float64 product, truncated like astype(np.uint8) (the map is in [0, 1])
-            v = np.uint8(np.int64(scoremap[r, c] * 255.0))
+            v = np.uint8(np.int64(np.float64(scoremap[r, c]) * 255.0))
             q[r, c] = v
             level_counts[v] += 1
     top_level = 255
@@ -797,8 +844,11 @@ def fast_best_ious(
     Returns:
         float64 ``(B, 2, T)``: ``[:, 0]`` all contours, ``[:, 1]`` largest contour.
     """
-    # float32 is widened here, exactly, as the protocol does (one compiled kernel).
-    maps = np.ascontiguousarray(scoremaps, dtype=np.float64)
+    # float32 maps go in as they are, no float64 copy of the batch: the kernel
+    # widens each score, exactly, as the protocol does.
+    maps = np.ascontiguousarray(scoremaps)
+    if maps.dtype not in (np.float32, np.float64):
+        maps = maps.astype(np.float64)
     n = maps.shape[0]
     thresholds = np.ascontiguousarray(thresholds, dtype=np.float64)
     n_thresholds = len(thresholds)

@@ -39,13 +39,14 @@ ENGINES = ("fast", "exact")
 
 
 def _cell_table(edges: np.ndarray) -> np.ndarray:
-    """Bin of each of ``R`` equal cells of ``[0, 1]``; -1 where an edge splits the cell, -2 below the first.
+    """Bin of each of ``R`` equal cells of ``[0, 1]``, and of 1.0; -1 where an edge splits the cell, -2 below the first.
 
-    ``R`` is a power of two, so ``x * R`` is exact and a score ``x`` in ``[0, 1)``
-    falls in cell ``int(x * R)``, the interval ``[g / R, (g + 1) / R)``. A cell
-    that holds no edge lies inside one bin, the bin of its centre; a cell that
-    holds one, and the last cell (where 1.0 lands, the left edge of the
-    next-to-last bin), are settled by comparing ``x`` with the edges.
+    ``R`` is a power of two, so ``x * R`` is exact (in float32 as in float64)
+    and a score ``x`` in ``[0, 1)`` falls in cell ``int(x * R)``, the interval
+    ``[g / R, (g + 1) / R)``. A cell that holds no edge lies inside one bin, the
+    bin of its centre; a cell that holds one, the last cell, and the extra
+    entry ``R`` where 1.0 lands (the left edge of the next-to-last bin) are
+    settled by comparing ``x`` with the edges.
     """
     n_bins = len(edges) - 1
     n_cells = 1 << int(np.clip(np.ceil(np.log2(64 * n_bins)), 12, 16))
@@ -56,6 +57,7 @@ def _cell_table(edges: np.ndarray) -> np.ndarray:
     inside = edges[(edges > 0.0) & (edges < 1.0)]
     table[np.floor(inside * n_cells).astype(np.int64)] = -1
     table[-1] = -1
+    table = np.append(table, -1)
     return table.astype(np.int16 if n_bins < np.iinfo(np.int16).max else np.int32)
 
 
@@ -67,6 +69,10 @@ def _histogram_maps(maps, masks, edges, table, counts, invalid, lo, hi):
     ``x == edges[-1]``; scores outside the edges, NaN, and masks other than 0
     and 1 are not counted. ``invalid[b]`` counts the scores outside ``[0, 1]``
     (NaN included) and the mask values other than 0, 1, 255 of map ``b``.
+
+    The range check and the cell number stay in the maps' dtype (both exact:
+    widening float32 changes no comparison, and the scale is a power of two);
+    only the scores near an edge are widened and compared with the edges.
     """
     n_edges = edges.shape[0]
     n_bins = n_edges - 1
@@ -74,10 +80,13 @@ def _histogram_maps(maps, masks, edges, table, counts, invalid, lo, hi):
     low = edges[0]
     high = edges[n_edges - 1]
     step = 1.0 / (edges[1] - edges[0])
-    n_cells = table.shape[0]
-    scale = float(n_cells)
-    last_cell = np.int64(n_cells - 1)
-    # rows: background, foreground, anything else (ignored)
+    scale = np.float32(table.shape[0] - 1)  # a power of two; 1.0 lands on the last entry
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    # offset in flat of each mask value's row: background, foreground, anything else (ignored)
+    row = np.full(256, 2 * n_bins, np.uint64)
+    row[0] = 0
+    row[1] = n_bins
     flat = np.zeros(3 * n_bins, np.int64)
     for image in range(lo, hi):
         scores = maps[image].reshape(-1)
@@ -86,16 +95,17 @@ def _histogram_maps(maps, masks, edges, table, counts, invalid, lo, hi):
         for i in range(labels.shape[0]):  # a separate loop vectorises
             bad += (labels[i] > 1) & (labels[i] != 255)
         for i in range(scores.shape[0]):
-            x = np.float64(scores[i])
-            m = labels[i]
-            if 0.0 <= x <= 1.0:
-                v = table[np.uint64(min(np.int64(x * scale), last_cell))]
-            else:
+            s = scores[i]
+            if zero <= s <= one:
+                v = table[np.uint64(np.int64(s * scale))]
+                if v >= 0:
+                    flat[row[labels[i]] + np.uint64(v)] += 1
+                    continue
+            else:  # NaN included; counted all the same if within the edges
                 bad += 1
                 v = -1
-            if v >= 0:
-                b = np.uint64(v)
-            elif v == -2 or not low <= x <= high:
+            x = np.float64(s)
+            if v == -2 or not low <= x <= high:
                 continue
             elif x == high:
                 b = bins - np.uint64(1)
@@ -106,7 +116,7 @@ def _histogram_maps(maps, masks, edges, table, counts, invalid, lo, hi):
                 while edges[k] > x:
                     k -= 1
                 b = np.uint64(k)
-            flat[np.uint64(min(m, 2)) * bins + b] += 1
+            flat[row[labels[i]] + b] += 1
         invalid[image] = bad
     for i in range(2 * n_bins):
         counts[i // n_bins, i % n_bins] += flat[i]
