@@ -8,7 +8,10 @@ conventions (those of wsolevaluation, Choe et al. CVPR 2020) are documented in
 """
 
 from wsolbench.metrics.boxes import DEFAULT_IOU_THRESHOLDS, BoxAccumulator, BoxResult
-from wsolbench.metrics.classification import ClassificationAccumulator, ClassificationResult
+from wsolbench.metrics.classification import (
+    ClassificationAccumulator,
+    ClassificationResult,
+)
 from wsolbench.metrics.fast_boxes import fast_best_ious
 from wsolbench.metrics.masks import (
     MaskAccumulator,

@@ -18,6 +18,7 @@ from wsolbench.metrics.fast_boxes import fast_best_ious, maps_in_unit_interval
 from wsolbench.metrics.protocol import CONTOUR_MODES, best_ious, correct_at
 from wsolbench.metrics.validate import (
     check_cls_correct,
+    check_engine,
     check_gt_boxes,
     check_image_ids,
     check_iou_thresholds,
@@ -30,7 +31,6 @@ DEFAULT_IOU_THRESHOLDS = (30, 50, 70)
 #: Box engines: "fast" (every threshold in two union-find passes per map,
 #: :mod:`wsolbench.metrics.fast_boxes`) and "exact" (findContours per distinct
 #: cut, :func:`~wsolbench.metrics.protocol.best_ious`). Their counts are identical.
-ENGINES = ("fast", "exact")
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -180,12 +180,7 @@ class BoxAccumulator:
         self.thresholds = check_thresholds(thresholds)
         self.thresholds.setflags(write=False)
         self.iou_thresholds = check_iou_thresholds(iou_thresholds)
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        if int(workers) < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
-        self.engine = engine
-        self.workers = int(workers)
+        self.engine, self.workers = check_engine(engine, workers)
         self.reset()
 
     def reset(self) -> None:

@@ -29,13 +29,12 @@ from wsolbench.metrics.validate import (
     MASK_BACKGROUND,
     MASK_FOREGROUND,
     MASK_IGNORE,
+    check_engine,
     check_image_ids,
     check_masks,
     check_scoremaps,
     check_thresholds,
 )
-
-ENGINES = ("fast", "exact")
 
 
 def _cell_table(edges: np.ndarray) -> np.ndarray:
@@ -338,12 +337,7 @@ class MaskAccumulator:
     def __init__(self, thresholds: np.ndarray, engine: str = "fast", workers: int = 1):
         self.thresholds = check_thresholds(thresholds)
         self.thresholds.setflags(write=False)
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        if int(workers) < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
-        self.engine = engine
-        self.workers = int(workers)
+        self.engine, self.workers = check_engine(engine, workers)
         self.reset()
 
     def reset(self) -> None:

@@ -221,3 +221,16 @@ def check_probs(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> tupl
         i = int(np.argmax(bad))
         raise MetricInputError(f"label {int(y[i])} of row {i} is outside [0, {num_classes})")
     return p, y
+
+
+#: The two ways the box and mask accumulators compute the same numbers.
+ENGINES = ("fast", "exact")
+
+
+def check_engine(engine: str, workers: int) -> tuple[str, int]:
+    """``engine`` in :data:`ENGINES` and ``workers >= 1`` (ValueError otherwise)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return engine, int(workers)
