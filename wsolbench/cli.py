@@ -39,10 +39,12 @@ class RichProgress:
     """The library's progress protocol on a rich progress bar (stderr)."""
 
     def __init__(self, enabled: bool) -> None:
+        import os
+
         from rich.console import Console
 
         self.console = Console(stderr=True)
-        self.enabled = enabled
+        self.enabled = enabled and os.environ.get("RANK", "0") == "0"  # one bar under torchrun
 
     @contextlib.contextmanager
     def phase(self, description: str, total: int) -> Iterator[Any]:

@@ -312,6 +312,7 @@ def _train(cfg: RunConfig, manifest: Manifest, out: Path, device: torch.device, 
     t_train = time.perf_counter() - t1
 
     if cfg.train.select == "best" and best is not None:
+        ddp.barrier(info)  # rank 0 has finished writing best.pt
         method.net.load_state_dict(ckpt.load(out / BEST_FILE)["model"])
     if info.is_main:
         ckpt.save(out / MODEL_FILE, {"model": method.net.state_dict(), "config": cfg.to_dict(),
