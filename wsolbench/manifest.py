@@ -506,7 +506,8 @@ def write_manifest(directory: str | Path, *, name: str, root: str | Path, classe
 # --------------------------------------------------------------------------- images and masks
 
 
-def _read_file(path: Path, what: str) -> np.ndarray:
+def read_file_bytes(path: str | Path, what: str) -> np.ndarray:
+    """The bytes of ``path`` as uint8; DataError names ``what`` and the path when it is missing or unreadable."""
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -527,7 +528,7 @@ def read_image(path: str | Path) -> np.ndarray:
     decoded size is the manifest's ``size``. DataError names the path when
     neither decodes it.
     """
-    data = _read_file(Path(path), "image")
+    data = read_file_bytes(path, "image")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if image is not None:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -550,7 +551,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     masks as greyscale, which drops it too). Palette PNGs are not index-preserved
     by OpenCV: use :func:`read_index_mask` for those.
     """
-    data = _read_file(Path(path), "mask")
+    data = read_file_bytes(path, "mask")
     mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if mask is None:
         raise DataError(f"mask {path} cannot be decoded")

@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 
 from wsolbench.errors import ConfigError, DataError, ManifestError
-from wsolbench.manifest import IGNORE_VALUE, Box, Sample
+from wsolbench.manifest import IGNORE_VALUE, Box, Sample, read_file_bytes
 
 IMAGE_IDS = "image_ids.txt"
 CLASS_LABELS = "class_labels.txt"
@@ -401,12 +401,7 @@ def read_grayscale_nonzero(path: str | Path, what: str = "mask") -> np.ndarray:
     as 0) and drops alpha, exactly as the reference code reads masks.
     """
     path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise DataError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    data = read_file_bytes(path, what)
     image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
     if image is None:
         raise DataError(f"{what} {path} cannot be decoded")
