@@ -12,6 +12,7 @@ stream, so comparisons are paired.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import time
@@ -28,7 +29,7 @@ from wsolbench.backbones import BACKBONES, create_backbone
 from wsolbench.config import RunConfig, config_from_dict
 from wsolbench.data.dataset import ManifestDataset, eval_transform, train_transform
 from wsolbench.data.sampling import EpochSampler, SeededAugmentation
-from wsolbench.data.synthetic import build_synthetic, cached_synthetic
+from wsolbench.data.synthetic import build_synthetic
 from wsolbench.engine import (AmpPolicy, EpochMeter, SplitEvaluation, TrainingDiverged, accumulate,
                               build_optimizer, build_scheduler, new_accumulators, resolve_device, train_one_epoch)
 from wsolbench.engine import checkpoint as ckpt
@@ -87,16 +88,15 @@ def prepare_manifest(cfg: RunConfig, output_dir: Path, progress: Progress | None
         return load_manifest(prepare_source(cfg.data.dataset, root=Path(str(cfg.data.root)), data_dir=data_dir,
                                             options=cfg.data.source_options, progress=progress))
     syn = cfg.data.synthetic
-    directory = cached_synthetic(syn, data_dir)
-    if directory is None:
-        with progress.phase("generating synthetic data", syn.n_train + syn.n_val + syn.n_test) as advance:
-            done = [0]
+    with contextlib.ExitStack() as stack:
+        advance: list[Any] = []  # the progress bar opens with the first generated image: none on a reuse
 
-            def report(n_done: int, n_total: int) -> None:
-                advance(n_done - done[0])
-                done[0] = n_done
+        def report(n_done: int, n_total: int) -> None:
+            if not advance:
+                advance.append(stack.enter_context(progress.phase("generating synthetic data", n_total)))
+            advance[0](1)
 
-            directory = build_synthetic(syn, data_dir, progress=report)
+        directory = build_synthetic(syn, data_dir, progress=report)
     return load_manifest(directory)
 
 

@@ -172,8 +172,3 @@ def make_loader(dataset: ManifestDataset, *, batch_size: int, shuffle: bool, see
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       num_workers=num_workers, pin_memory=pin_memory, drop_last=False,
                       persistent_workers=num_workers > 0, collate_fn=dataset.collate)
-
-
-def gt_boxes(samples: Sequence[Sample], indices: Sequence[int]) -> list[np.ndarray]:
-    """Original-pixel boxes ``(n, 4)`` float64 of the given samples."""
-    return [np.asarray(samples[i].boxes, dtype=np.float64).reshape(-1, 4) for i in indices]

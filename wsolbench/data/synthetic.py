@@ -329,12 +329,6 @@ def _publish(tmp: Path, target: Path, cfg: SyntheticConfig) -> None:
     raise OutputError(f"cannot move the synthetic dataset into {target}")
 
 
-def cached_synthetic(cfg: SyntheticConfig, out_dir: str | Path) -> Path | None:
-    """The manifest directory of a complete earlier build of ``cfg`` under ``out_dir``, else None."""
-    target = Path(out_dir) / f"synthetic-{stable_hash(to_dict(cfg))}"
-    return target if _is_complete(target, cfg) else None
-
-
 def build_synthetic(cfg: SyntheticConfig, out_dir: str | Path,
                     progress: Callable[[int, int], None] | None = None) -> Path:
     """Generate (or reuse) the dataset of ``cfg`` under ``out_dir``; return its manifest directory.
@@ -345,7 +339,7 @@ def build_synthetic(cfg: SyntheticConfig, out_dir: str | Path,
     to a temporary sibling directory and renamed into place at the end, so an interrupted build
     never leaves a loadable half dataset. ``train`` has labels only (no boxes, no masks); ``val``
     and ``test`` have one box (inclusive pixels) and a mask per image. ``progress(done, total)``
-    is called after each image.
+    is called after each image of a new build (never for a reused one).
     """
     if cfg.seed < 0:
         raise ConfigError(f"synthetic.seed must be >= 0, got {cfg.seed}")
