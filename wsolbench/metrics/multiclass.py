@@ -38,7 +38,7 @@ import numpy as np
 
 from wsolbench.errors import MetricInputError
 from wsolbench.metrics.protocol import pixel_curves, pxap, score_histograms
-from wsolbench.metrics.validate import MASK_IGNORE, check_scoremaps, check_thresholds
+from wsolbench.metrics.validate import MASK_IGNORE, check_mask_layout, check_scoremaps, check_thresholds
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -57,18 +57,10 @@ def check_class_masks(masks: np.ndarray, image_ids: Sequence[str], shape: tuple[
     Returns:
         uint8 ``(B, H, W)``.
     """
-    arr = np.asarray(masks)
-    ids = [str(i) for i in image_ids]
-    if arr.ndim != 3 or arr.shape[0] != shape[0]:
-        raise MetricInputError(f"masks must be a (B, H, W) array with B = {shape[0]}, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise MetricInputError(f"class-index masks must be an integer array, got dtype {arr.dtype}")
+    arr, ids = check_mask_layout(masks, image_ids, shape, allow_bool=False,
+                                 dtype_error="class-index masks must be an integer array")
     if arr.shape[0] == 0:
         return arr.astype(np.uint8)
-    if arr.shape != tuple(shape):
-        raise MetricInputError(
-            f"mask for image {ids[0]!r} has shape {arr.shape[1:]}, expected {tuple(shape[1:])} like its score map"
-        )
     bad = ((arr < 0) | (arr > 255)).any(axis=(1, 2))
     if bad.any():
         i = int(np.argmax(bad))

@@ -9,6 +9,7 @@ programming errors and raise ``ValueError``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -109,25 +110,37 @@ def check_scoremaps(
     return maps
 
 
+def check_mask_layout(masks: Any, image_ids: Sequence[str], shape: tuple[int, ...], *, allow_bool: bool,
+                      dtype_error: str) -> tuple[np.ndarray, list[str]]:
+    """Masks as an array of score-map ``shape`` ``(B, H, W)`` with an integer dtype, and the ids as str.
+
+    Shared by the binary (0/1/255) and class-index mask checks; ``dtype_error`` opens
+    the message for a non-integer dtype.
+    """
+    arr = np.asarray(masks)
+    ids = [str(i) for i in image_ids]
+    if arr.ndim != 3 or arr.shape[0] != shape[0]:
+        raise MetricInputError(f"masks must be a (B, H, W) array with B = {shape[0]}, got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.integer) or (allow_bool and arr.dtype == np.bool_)):
+        raise MetricInputError(f"{dtype_error}, got dtype {arr.dtype}")
+    if arr.shape[0] and arr.shape != tuple(shape):
+        raise MetricInputError(
+            f"mask for image {ids[0]!r} has shape {arr.shape[1:]}, "
+            f"expected {tuple(shape[1:])} like its score map"
+        )
+    return arr, ids
+
+
 def check_masks(masks: np.ndarray, image_ids: Sequence[str], shape: tuple[int, ...]) -> np.ndarray:
     """Masks: shape ``shape`` (that of the score maps), values in {0, 1, 255}.
 
     Returns:
         The masks as uint8 ``(B, H, W)``.
     """
-    arr = np.asarray(masks)
-    ids = [str(i) for i in image_ids]
-    if arr.ndim != 3 or arr.shape[0] != shape[0]:
-        raise MetricInputError(f"masks must be a (B, H, W) array with B = {shape[0]}, got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
-        raise MetricInputError(f"masks must be an integer (uint8) array, got dtype {arr.dtype}")
+    arr, ids = check_mask_layout(masks, image_ids, shape, allow_bool=True,
+                                 dtype_error="masks must be an integer (uint8) array")
     if arr.shape[0] == 0:
         return arr.astype(np.uint8)
-    if arr.shape != tuple(shape):
-        raise MetricInputError(
-            f"mask for image {ids[0]!r} has shape {arr.shape[1:]}, "
-            f"expected {tuple(shape[1:])} like its score map"
-        )
     valid = (arr == MASK_BACKGROUND) | (arr == MASK_FOREGROUND) | (arr == MASK_IGNORE)
     per_image = valid.all(axis=(1, 2))
     if not per_image.all():
