@@ -19,10 +19,12 @@ CAM_AT_224 = {
     "preresnet18": (14, 28), "se_resnet50": (14, 28),
 }
 # the adapted networks' new layers (learning-rate multiplier), as wsolevaluation
+# (and ``taps``, the modules attached at stages, on every backbone)
 NEW_MODULES = {
-    "vgg16_wsol": ("conv6", "fc"), "resnet50_wsol": ("features.layer4", "fc"),
-    "se_resnet50": ("features.layer4", "fc"), "inception_v3_wsol": ("features.head_conv1", "features.head_conv2", "fc"),
-    "preresnet18": ("features.layer4", "features.final_bn", "fc"),
+    "vgg16_wsol": ("conv6", "fc", "taps"), "resnet50_wsol": ("features.layer4", "fc", "taps"),
+    "se_resnet50": ("features.layer4", "fc", "taps"),
+    "inception_v3_wsol": ("features.head_conv1", "features.head_conv2", "fc", "taps"),
+    "preresnet18": ("features.layer4", "features.final_bn", "fc", "taps"),
 }
 TORCHVISION = {"resnet50_wsol": "resnet50", "vgg16_wsol": "vgg16", "inception_v3_wsol": "inception_v3"}
 
@@ -90,7 +92,7 @@ def test_new_and_pretrained_parameters_partition_the_backbone(name):
     assert new | body == {id(p) for p in net.parameters()}
     for module in net.new_modules:
         net.get_submodule(module)  # every name resolves
-    assert net.new_modules == NEW_MODULES.get(name, ("fc",))
+    assert net.new_modules == NEW_MODULES.get(name, ("fc", "taps"))
     assert {id(p) for p in net.fc.parameters()} <= new
 
 

@@ -24,8 +24,9 @@ def test_bench_on_miniature_cub(tmp_path):
         "--set", "data.batch_size=8", "--set", "eval.resolution=64"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out / "leaderboard.csv")
-    assert sorted(frame["name"]) == ["ce", "kl_uniform"]
-    record = json.loads(next(out.glob("ce-*/record.json")).read_text())
+    assert sorted(frame["name"]) == ["cam-ce", "cam-kl_uniform-lam0.3"]
+    assert set(frame["dataset"]) == {"cub"} and set(frame["method"]) == {"cam"}
+    record = json.loads(next(out.glob("cam-ce-*/record.json")).read_text())
     assert record["manifest"]["name"].startswith("cub")
     sizes = record["manifest"]["sizes"]
     assert sizes["val"] == 3 * 2 and sizes["test"] == 3 * 6 and sizes["train"] == 3 * 6 - 3 * 2

@@ -50,6 +50,9 @@ def test_smoke_bench_writes_records_leaderboards_and_plot(smoke_runs):
 
 def test_leaderboard_values_are_sane(smoke_runs):
     frame = pd.read_csv(smoke_runs / "leaderboard.csv")
+    assert (frame["method"] == "cam").all() and (frame["cam"] == "cam").all()
+    assert (frame["backbone"] == "small_cnn").all() and (frame["dataset"] == "synthetic").all()
+    frame["name"] = frame["objective"].str.split("(").str[0]
     assert sorted(frame["name"]) == sorted(BENCH_OBJECTIVES)
     k = preset("smoke").data.synthetic.num_classes
     assert (frame["top1"] > 100 / k + 30).all(), frame[["name", "top1"]]  # far above chance
@@ -64,15 +67,21 @@ def test_leaderboard_values_are_sane(smoke_runs):
     by_name = frame.set_index("name")
     assert by_name.loc["kl_uniform", "entropy_norm"] > by_name.loc["ce", "entropy_norm"]
     assert by_name.loc["label_smoothing", "entropy_norm"] > by_name.loc["ce", "entropy_norm"]
-    lam = preset("smoke").objective.lam
+    lam = 0.3  # kl_uniform's published default
+    assert by_name.loc["kl_uniform", "objective"] == "kl_uniform(lam=0.3)"
     assert by_name.loc["kl_uniform", "effective_smoothing"] == pytest.approx(lam / (1 + lam), abs=1e-4)
     assert frame["config_hash"].nunique() == len(frame)
 
 
 def test_run_record_contents(smoke_runs):
-    record = json.loads(next(smoke_runs.glob("kl_uniform-*/record.json")).read_text())
+    record = json.loads(next(smoke_runs.glob("cam-kl_uniform-*/record.json")).read_text())
     cfg = preset("smoke")
-    assert record["schema_version"] == 1 and record["config_hash"] == record["summary"]["config_hash"]
+    assert record["name"] == "cam-kl_uniform-lam0.3"
+    assert record["config"]["objective"] == {"name": "kl_uniform", "lam": 0.3, "normalize_loss_scale": False}
+    assert record["config"]["method"] == {"name": "cam"}
+    assert record["selection"]["conventions"]["cam"] == "cam"
+    assert record["selection"]["conventions"]["cam_extractor"]["name"] == "cam"
+    assert record["schema_version"] == 2 and record["config_hash"] == record["summary"]["config_hash"]
     assert len(record["history"]) == cfg.optim.epochs
     assert all(h["loss"] > 0 and 0 <= h["top1"] <= 100 for h in record["history"])
     n_thresholds = len(cam_thresholds(cfg.eval.threshold_step))
@@ -83,12 +92,13 @@ def test_run_record_contents(smoke_runs):
     assert record["selection"]["threshold"]["split"] == "val"
     assert record["code_version"]["wsolbench"]
     assert record["environment"]["libraries"]["torch"]
-    assert record["objective"]["loss_scale"] == pytest.approx(1 + cfg.objective.lam)
+    assert record["objective"]["loss_scale"] == pytest.approx(1.3)
+    assert record["outcomes"] == {"val": "outcomes-val.npz", "test": "outcomes-test.npz"}
     assert (smoke_runs / Path(record["name"] + "-" + record["config_hash"][:8]) / "model.pt").is_file()
 
 
 def test_evaluate_reproduces_the_recorded_numbers(smoke_runs):
-    run = next(smoke_runs.glob("ce-*"))
+    run = next(smoke_runs.glob("cam-ce-*"))
     recorded = json.loads((run / "record.json").read_text())
     result = invoke("evaluate", str(run), "--json", "--no-progress")
     assert result.exit_code == 0, result.output
@@ -169,3 +179,24 @@ def test_presets_lists_every_preset_with_its_source():
     as_json = json.loads(invoke("presets", "--json").stdout)
     assert as_json["cub-paper"]["optim"]["new_layer_lr_mult"] == 10.0
     assert as_json["cub-paper"]["model"]["backbone"] == "resnet50_wsol"
+
+
+def test_a_parameter_of_no_objective_in_the_bench_is_refused(tmp_path):
+    _one_line_error(invoke("bench", "--preset", "smoke", "--objective", "ce", "--set", "objective.lam=1.0",
+                           "--output-dir", str(tmp_path)), "objective.lam", "none of the objectives")
+
+
+def test_unknown_cam_and_method_are_usage_errors(tmp_path):
+    _one_line_error(invoke("bench", "--preset", "smoke", "--cam", "nocam", "--output-dir", str(tmp_path)),
+                    "unknown cam 'nocam'", "gradcam")
+    _one_line_error(invoke("train", "--preset", "smoke", "--method", "nomethod", "--output-dir", str(tmp_path)),
+                    "unknown method 'nomethod'", "cam")
+
+
+def test_help_lists_the_registries():
+    from wsolbench.cams import CAMS
+    from wsolbench.objectives import OBJECTIVES
+
+    text = invoke("bench", "--help").output
+    for name in [*CAMS.names(), *OBJECTIVES.names()]:
+        assert name in text

@@ -40,11 +40,17 @@ def test_yaml_file_with_its_own_preset(tmp_path):
     ("- 1\n- 2\n", "top level must be a mapping"),
     ("optim:\n  lr: -1\n", "optim.lr must be > 0"),
     ("optim:\n  speed: 3\n", "unknown key.*speed"),
-    ("objective:\n  lam: abc\n", "objective.lam must be a number"),
+    ("objective:\n  name: kl_uniform\n  lam: abc\n", "objective.lam must be a number"),
+    ("objective:\n  lam: 1.0\n", "objective 'ce' has no parameter.*lam"),
+    ("method:\n  name: nope\n", "unknown method 'nope'"),
+    ("eval:\n  cam: 3\n", None),
 ])
 def test_bad_config_files_give_one_line_errors(tmp_path, text, match):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
+    if match is None:  # a number is a valid string: the registry refuses it when the run starts
+        load_config(path=path)
+        return
     with pytest.raises(ConfigError, match=match) as info:
         load_config(path=path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
@@ -57,3 +63,26 @@ def test_missing_file_and_bad_override():
         parse_overrides(["optim.lr"])
     with pytest.raises(ConfigError, match="device"):
         RunConfig(device="tpu")
+
+
+def test_run_names_are_method_objective_and_params():
+    from wsolbench.config import build_axis
+    cfg = load_config(preset_name="smoke", overrides={"objective": {"name": "kl_uniform", "lam": 1.0,
+                                                                    "normalize_loss_scale": True}})
+    assert cfg.with_name().name == "cam-kl_uniform-lam1-normalize_loss_scale"
+    assert load_config(preset_name="smoke").with_name().name == "cam-ce"
+    assert build_axis("method", "cam").to_dict() == {"name": "cam"}
+
+
+def test_method_and_objective_sections_accept_a_bare_name(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: smoke\nmethod: cam\nobjective: label_smoothing\n")
+    cfg = load_config(preset_name=None, path=path)
+    assert cfg.method.name == "cam" and cfg.objective.name == "label_smoothing" and cfg.objective.eps == 0.1
+    assert cfg.to_dict()["objective"] == {"name": "label_smoothing", "eps": 0.1}
+
+
+def test_presets_carry_their_sources():
+    for name, entry in PRESETS.items():
+        assert entry.source and entry.summary, name
+    assert "wsolevaluation" in PRESETS["cub-paper"].source

@@ -6,11 +6,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wsolbench.config import ObjectiveConfig
+from wsolbench.config import load_config
 from wsolbench.errors import ConfigError
-from wsolbench.objectives import (OBJECTIVES, build_objective, confidence_penalty, cross_entropy,
-                                  effective_smoothing, kl_uniform, label_smoothing, loss_scale,
-                                  predictive_entropy)
+from wsolbench.objectives import (OBJECTIVES, build_objective, confidence_penalty, cross_entropy, kl_uniform,
+                                  label_smoothing, predictive_entropy, soft_targets)
+
+
+def ObjectiveConfig(name, **params):  # noqa: N802  (the section dict a config file would hold)
+    return {"name": name, **params}
+
+
+def effective_smoothing(cfg):
+    return build_objective(cfg).effective_smoothing()
+
+
+def loss_scale(cfg):
+    return build_objective(cfg).loss_scale()
 
 LOGITS = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
 LABELS = [0, 2]
@@ -71,12 +82,23 @@ def test_kl_uniform_matches_hand(batch, lam):
     assert kl_uniform(*batch, lam).item() == pytest.approx(_hand("kl", lam), rel=1e-9)
 
 
+def _soft(gen, n, k):
+    """Random target distributions: CutMix-style two-label mixes and normalized multi-hot rows."""
+    a, b = torch.randint(0, k, (n,), generator=gen), torch.randint(0, k, (n,), generator=gen)
+    area = torch.rand(n, 1, generator=gen, dtype=torch.float64)
+    mixed = area * F.one_hot(a, k).double() + (1 - area) * F.one_hot(b, k).double()
+    hot = (torch.rand(n, k, generator=gen) < 0.3).double()
+    hot[hot.sum(1) == 0, 0] = 1.0
+    return torch.where((torch.arange(n) % 2 == 0)[:, None], mixed, hot / hot.sum(1, keepdim=True))
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["indices", "distributions"])
 @pytest.mark.parametrize("lam", [0.1, 0.3, 1.0, 4.0])
-def test_kl_uniform_is_scaled_label_smoothing(lam):
-    """CE + lam KL(u||p) == (1 + lam) LS(eps = lam / (1 + lam)) - lam log C, for any logits."""
+def test_kl_uniform_is_scaled_label_smoothing(lam, soft):
+    """CE + lam KL(u||p) == (1 + lam) LS(eps = lam / (1 + lam)) - lam log C, for any logits and targets."""
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(16, 7, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, 7, (16,), generator=gen)
+    y = _soft(gen, 16, 7) if soft else torch.randint(0, 7, (16,), generator=gen)
     eps = lam / (1 + lam)
     lhs = kl_uniform(logits, y, lam)
     rhs = (1 + lam) * label_smoothing(logits, y, eps) - lam * math.log(7)
@@ -86,10 +108,11 @@ def test_kl_uniform_is_scaled_label_smoothing(lam):
     assert loss_scale(cfg) == pytest.approx(1 + lam)
 
 
-def test_normalized_kl_uniform_has_the_gradient_of_label_smoothing():
+@pytest.mark.parametrize("soft", [False, True], ids=["indices", "distributions"])
+def test_normalized_kl_uniform_has_the_gradient_of_label_smoothing(soft):
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(8, 5, generator=gen, dtype=torch.float64, requires_grad=True)
-    y = torch.randint(0, 5, (8,), generator=gen)
+    y = _soft(gen, 8, 5) if soft else torch.randint(0, 5, (8,), generator=gen)
     lam = 0.5
     loss = build_objective(ObjectiveConfig(name="kl_uniform", lam=lam, normalize_loss_scale=True))
     (g_kl,) = torch.autograd.grad(loss(logits, y), logits)
@@ -124,3 +147,33 @@ def test_effective_smoothing_of_each_objective():
     assert effective_smoothing(ObjectiveConfig(name="label_smoothing", eps=0.2)) == 0.2
     assert effective_smoothing(ObjectiveConfig(name="confidence_penalty", beta=0.5)) == 0.0
     assert loss_scale(ObjectiveConfig(name="label_smoothing")) == 1.0
+
+
+@pytest.mark.parametrize("name", OBJECTIVES.names())
+def test_one_hot_distributions_give_the_same_loss_as_indices(name):
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (6,), generator=gen)
+    loss = build_objective(name)
+    assert loss(logits, soft_targets(y, 4).double()).item() == pytest.approx(loss(logits, y).item(), rel=1e-12)
+
+
+def test_soft_cross_entropy_matches_hand():
+    logits = torch.tensor([[1.0, 2.0, 0.5]], dtype=torch.float64)
+    q = torch.tensor([[0.25, 0.75, 0.0]], dtype=torch.float64)
+    p = _softmax(LOGITS[0])
+    assert cross_entropy(logits, q).item() == pytest.approx(-(0.25 * math.log(p[0]) + 0.75 * math.log(p[1])))
+
+
+def test_a_parameter_the_objective_does_not_have_is_refused_and_cannot_change_the_hash():
+    with pytest.raises(ConfigError, match="'ce' has no parameter.*lam"):
+        load_config(preset_name="smoke", overrides={"objective": {"name": "ce", "lam": 1.0}})
+    a = load_config(preset_name="smoke", overrides={"objective": {"name": "kl_uniform"}})
+    b = load_config(preset_name="smoke", overrides={"objective": {"name": "kl_uniform", "lam": a.objective.lam}})
+    assert a.config_hash() == b.config_hash()  # the default written out is the same run
+    c = load_config(preset_name="smoke", overrides={"objective": {"name": "kl_uniform", "lam": 1.0}})
+    assert c.config_hash() != a.config_hash()
+    # switching the class drops the old class's parameters instead of refusing them
+    d = load_config(preset_name="smoke", overrides={"objective": {"name": "kl_uniform", "lam": 1.0}})
+    e = load_config(preset_name=None, overrides={**d.to_dict(), "objective": {"name": "ce"}})
+    assert e.objective.name == "ce" and e.config_hash() == load_config(preset_name="smoke").config_hash()

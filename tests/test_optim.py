@@ -9,6 +9,7 @@ from wsolbench.config import OptimConfig
 from wsolbench.engine import build_optimizer, build_scheduler
 from wsolbench.engine.optim import param_groups
 from wsolbench.methods import create_method
+from wsolbench.objectives import build_objective
 
 
 def groups_by_name(optimizer):
@@ -34,7 +35,7 @@ def test_new_layers_get_the_multiplier_and_every_parameter_one_group(optimizer):
 
 def test_groups_inside_a_method_and_method_parameters_count_as_new():
     net = create_backbone("vgg16_wsol", num_classes=3)
-    method = create_method("cam", net=net, objective=nn.functional.cross_entropy)
+    method = create_method("cam", net=net, objective=build_objective("ce"))
     method.extra = nn.Linear(2, 2)  # a layer a method adds outside the backbone
     for p in net.features[0].parameters():
         p.requires_grad_(False)  # frozen parameters are in no group

@@ -11,10 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
+import plugin_method  # noqa: F401  (registers the test method test_aux_masks)
 from wsolbench.config import load_config
 from wsolbench.engine import TrainingDiverged
 from wsolbench.engine import checkpoint as ckpt
@@ -80,12 +82,19 @@ def test_same_config_gives_the_same_numbers_twice(tmp_path):
     assert _scores(first) == _scores(second)
 
 
+_WITH_TEST_METHOD = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import plugin_method; "
+                     "from wsolbench.cli import main; sys.argv[0] = 'wsolbench'; main()")
+
+
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "wsolbench.cli", *args]
+    """The CLI in a new process, with the test method registered."""
+    return [sys.executable, "-c", _WITH_TEST_METHOD, *args]
 
 
 def test_killed_run_resumes_to_the_same_final_metrics(tmp_path):
-    path, cfg = _config(tmp_path, **{"optim.epochs": 3})
+    """A method with its own parameters, random masks and two phases: kill -9 mid-epoch, resume, and get
+    bit-identical history, metrics, per-image outcomes and final weights."""
+    path, cfg = _config(tmp_path, **{"optim.epochs": 3, "method.name": plugin_method.NAME})
     env = {**os.environ, "MPLBACKEND": "Agg"}
     reference = subprocess.run(_cli("train", "-c", str(path), "--output-dir", str(tmp_path / "ref"),
                                     "--no-progress"), env=env, capture_output=True, text=True, timeout=300)
@@ -124,6 +133,14 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path):
     record = json.loads((run_dir(cfg, out) / "record.json").read_text())
     assert _scores(record) == _scores(ref_record)
     assert not state_path.exists()
+    ref_weights = ckpt.load(run_dir(cfg, tmp_path / "ref") / "model.pt")["method"]
+    weights = ckpt.load(run_dir(cfg, out) / "model.pt")["method"]
+    assert {"aux.weight", "aux.bias", "gate"} <= set(weights)
+    assert all(torch.equal(weights[k], ref_weights[k]) for k in ref_weights)
+    for split in ("val", "test"):
+        a = np.load(run_dir(cfg, out) / f"outcomes-{split}.npz")
+        b = np.load(run_dir(cfg, tmp_path / "ref") / f"outcomes-{split}.npz")
+        assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -131,8 +148,8 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(t
     calls = {"n": 0}
     real = VanillaCam.training_step
 
-    def poisoned(self, x, y):
-        out = real(self, x, y)
+    def poisoned(self, batch, ctx):
+        out = real(self, batch, ctx)
         calls["n"] += 1
         if calls["n"] == 6:  # 4 steps per epoch: epoch 2, step 1
             out["loss"] = out["loss"] * float("nan")

@@ -16,17 +16,24 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A name -> object mapping; registering a name twice raises."""
+    """A name -> object mapping; registering a name twice raises.
 
-    def __init__(self, kind: str) -> None:
+    ``on_register(name, obj)`` runs after each registration (e.g. to publish a class's
+    ``Config`` to the torch-free config schemas, :mod:`wsolbench.config.axes`).
+    """
+
+    def __init__(self, kind: str, on_register: Callable[[str, T], None] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._on_register = on_register
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._entries[name] = obj
+            if self._on_register is not None:
+                self._on_register(name, obj)
             return obj
 
         return decorator

@@ -19,7 +19,46 @@ import click
 
 from wsolbench import __version__
 from wsolbench.config import BENCH_OBJECTIVES, PRESETS, RunConfig, load_config, merge_dicts, parse_overrides
-from wsolbench.errors import WsolbenchError
+from wsolbench.errors import ConfigError, WsolbenchError
+
+
+def _registry(kind: str) -> Any:
+    """The registry of ``kind``, imported when first needed (so ``--help`` of other commands stays fast)."""
+    if kind == "method":
+        from wsolbench.methods import METHODS
+
+        return METHODS
+    if kind == "objective":
+        from wsolbench.objectives import OBJECTIVES
+
+        return OBJECTIVES
+    from wsolbench.cams import CAMS
+
+    return CAMS
+
+
+class RegistryName(click.ParamType):
+    """A registered name (or, with ``many``, a comma-separated list of them): choices and help read the
+    registry; an unknown name is a usage error listing the known ones."""
+
+    def __init__(self, kind: str, many: bool = False) -> None:
+        self.kind, self.many = kind, many
+        self.name = kind
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        names = "|".join(_registry(self.kind).names())
+        return f"[{names}]" + (",..." if self.many else "")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (tuple, list)):
+            return value
+        names = [v.strip() for v in str(value).split(",")] if self.many else [str(value)]
+        registry = _registry(self.kind)
+        for name in names:
+            if not name or name not in registry:
+                known = ", ".join(registry.names())
+                raise ConfigError(f"unknown {self.kind} {name!r} (known: {known})")
+        return tuple(names) if self.many else names[0]
 
 
 class _Group(click.Group):
@@ -117,14 +156,16 @@ def _print_leaderboard(frame: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    show = [c for c in ("objective", "top1", "entropy_norm", "MaxBoxAcc", "MaxBoxAccV2", "GT-known Loc",
-                        "Top-1 Loc", "PxAP", "effective_smoothing") if c in frame.columns]
+    labels = ("dataset", "backbone", "method", "objective", "cam")
+    varying = [c for c in labels if c in frame.columns and (frame[c].nunique() > 1 or c in ("method", "objective"))]
+    show = varying + [c for c in ("top1", "mAP", "entropy_norm", "MaxBoxAcc", "MaxBoxAccV2", "GT-known Loc",
+                                  "Top-1 Loc", "PxAP", "mPxAP", "effective_smoothing") if c in frame.columns]
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)
     table = Table(title="wsolbench leaderboard (test split, %)")
     for col in show:
-        table.add_column(col, justify="left" if col == "objective" else "right")
+        table.add_column(col, justify="left" if col in labels else "right")
     for _, row in frame.iterrows():
         table.add_row(*[f"{row[c]:.4f}" if c in ("entropy_norm", "effective_smoothing") and row[c] == row[c]
                         else f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in show])
@@ -154,24 +195,58 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+def _axis_overrides(sets: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]:
+    """Split ``--set`` items into the rest and the ``method.*`` / ``objective.*`` parameters a bench
+    hands to each of its classes that has them (``objective.name`` / ``method.name`` select classes)."""
+    rest, params = [], {"method": {}, "objective": {}}
+    for item in sets:
+        key = item.split("=", 1)[0].strip()
+        section = key.split(".", 1)[0]
+        if section in params and "." in key:
+            params[section].update(parse_overrides([item])[section])
+        else:
+            rest.append(item)
+    return tuple(rest), params["method"], params["objective"]
+
+
+def _flatten(values: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
+    return tuple(name for group in values for name in group)
+
+
 @cli.command()
 @_run_options
-@click.option("--objective", "objectives", multiple=True, metavar="NAME",
-              help=f"Objectives to compare (repeatable; default: {', '.join(BENCH_OBJECTIVES)}).")
+@click.option("--method", "methods", multiple=True, type=RegistryName("method", many=True),
+              help="WSOL methods to compare (comma-separated or repeated; default: the config's, cam).")
+@click.option("--objective", "objectives", multiple=True, type=RegistryName("objective", many=True),
+              help=f"Objectives to compare (comma-separated or repeated; default: {', '.join(BENCH_OBJECTIVES)}).")
+@click.option("--cam", default=None, type=RegistryName("cam"),
+              help="CAM extractor the runs are evaluated with (default: cam, the native CAM).")
 def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], output_dir: Path,
           dataset: str | None, data_root: Path | None, device: str | None, seed: int | None,
-          threads: int | None, rerun: bool, resume: bool, progress: bool, objectives: tuple[str, ...]) -> None:
-    """Train and evaluate several objectives under one identical protocol; write a leaderboard and a plot.
+          threads: int | None, rerun: bool, resume: bool, progress: bool, methods: tuple[tuple[str, ...], ...],
+          objectives: tuple[tuple[str, ...], ...], cam: str | None) -> None:
+    """Train and evaluate methods x objectives under one identical protocol; write a leaderboard and a plot.
 
-    On the built-in synthetic data by default (preset 'quick'; 'smoke' for CI).
+    On the built-in synthetic data by default (preset 'quick'; 'smoke' for CI). ``--set objective.lam=1``
+    goes to every objective of the bench that has ``lam`` (likewise ``method.*``); a parameter none of
+    them has is refused.
     """
     from wsolbench._io import ensure_writable_dir
     from wsolbench.bench import bench_configs, run_bench
 
-    base = _resolve(preset, config_path, sets, dataset=dataset, data_root=data_root, device=device, seed=seed,
+    rest, method_params, objective_params = _axis_overrides(sets)
+    method_names = list(_flatten(methods)) or ([method_params.pop("name")] if "name" in method_params else None)
+    objective_names = (list(_flatten(objectives))
+                       or ([objective_params.pop("name")] if "name" in objective_params else list(BENCH_OBJECTIVES)))
+    method_params.pop("name", None)
+    objective_params.pop("name", None)
+    if cam:
+        rest = (*rest, f"eval.cam={cam}")
+    base = _resolve(preset, config_path, rest, dataset=dataset, data_root=data_root, device=device, seed=seed,
                     threads=threads)
     ensure_writable_dir(output_dir)
-    configs = bench_configs(base, objectives or BENCH_OBJECTIVES)
+    configs = bench_configs(base, objective_names, methods=method_names, objective_params=objective_params,
+                            method_params=method_params)
     outcome = run_bench(configs, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun,
                         resume=resume)
     records = [r.record for r in outcome.results]
@@ -186,19 +261,23 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
 
 @cli.command()
 @_run_options
-@click.option("--objective", default=None, metavar="NAME",
-              help="Objective (ce, label_smoothing, confidence_penalty, kl_uniform); default from the config.")
+@click.option("--method", default=None, type=RegistryName("method"), help="WSOL method (default: the config's, cam).")
+@click.option("--objective", default=None, type=RegistryName("objective"),
+              help="Objective (default: the config's, ce).")
+@click.option("--cam", default=None, type=RegistryName("cam"), help="CAM extractor for evaluation (default: cam).")
 def train(preset: str | None, config_path: Path | None, sets: tuple[str, ...], output_dir: Path,
           dataset: str | None, data_root: Path | None, device: str | None, seed: int | None,
-          threads: int | None, rerun: bool, resume: bool, progress: bool, objective: str | None) -> None:
-    """Train and evaluate one run; writes its record.json and model.pt under --output-dir."""
+          threads: int | None, rerun: bool, resume: bool, progress: bool, method: str | None,
+          objective: str | None, cam: str | None) -> None:
+    """Train and evaluate one run; writes its record.json, model.pt and per-image outcomes under --output-dir."""
     from wsolbench._io import ensure_writable_dir
     from wsolbench.runner import train_and_evaluate
 
-    if objective:
-        sets = (*sets, f"objective.name={objective}")
-    cfg = _resolve(preset, config_path, sets, dataset=dataset, data_root=data_root, device=device, seed=seed,
-                   threads=threads)
+    named = [f"method.name={method}"] if method else []
+    named += [f"objective.name={objective}"] if objective else []
+    named += [f"eval.cam={cam}"] if cam else []
+    cfg = _resolve(preset, config_path, (*named, *sets), dataset=dataset, data_root=data_root, device=device,
+                   seed=seed, threads=threads)
     ensure_writable_dir(output_dir)
     result = train_and_evaluate(cfg, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun,
                                 resume=resume)
@@ -210,17 +289,21 @@ def train(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
 @click.argument("run", type=click.Path(path_type=Path, exists=True))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override an eval setting, e.g. --set eval.threshold_step=0.001.")
+@click.option("--cam", default=None, type=RegistryName("cam"),
+              help="Evaluate with another CAM extractor (e.g. gradcampp); the run's own by default.")
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result, curves included, as JSON.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def evaluate(run: Path, sets: tuple[str, ...], device: str | None, as_json: bool, progress: bool) -> None:
-    """Re-evaluate a finished run (its folder or record.json) from its checkpoint on val and test."""
-    from wsolbench.errors import ConfigError
+def evaluate(run: Path, sets: tuple[str, ...], cam: str | None, device: str | None, as_json: bool,
+             progress: bool) -> None:
+    """Re-evaluate a finished run (its folder or record.json) from its saved method state on val and test."""
     from wsolbench.runner import evaluate_run
 
     overrides = parse_overrides(sets)
     if set(overrides) - {"eval"}:
         raise ConfigError(f"evaluate only overrides eval.* settings, got {', '.join(sorted(overrides))}")
+    if cam:
+        overrides = merge_dicts(overrides, {"eval": {"cam": cam}})
     result = evaluate_run(run, eval_overrides=overrides.get("eval"), device=device,
                           progress=RichProgress(progress))
     if as_json:
@@ -234,8 +317,6 @@ def evaluate(run: Path, sets: tuple[str, ...], device: str | None, as_json: bool
 @click.option("--json", "as_json", is_flag=True, help="Print every preset's resolved config as JSON.")
 def presets(as_json: bool) -> None:
     """List the named configurations (--preset) with their protocol and source."""
-    import inspect
-
     from rich.console import Console
     from rich.table import Table
 
@@ -248,14 +329,12 @@ def presets(as_json: bool) -> None:
     for col in ("preset", "dataset", "backbone", "epochs", "batch", "optimizer", "lr", "schedule", "input",
                 "source"):
         table.add_column(col)
-    for name, factory in PRESETS.items():
+    for name, entry in PRESETS.items():
         cfg = preset(name)
-        comments = [line.strip().lstrip("#").strip() for line in inspect.getsource(factory).splitlines()
-                    if line.strip().startswith("#")]
         schedule = cfg.optim.schedule + (f" x0.1/{cfg.optim.step_every}ep" if cfg.optim.schedule == "step" else "")
         table.add_row(name, cfg.data.dataset, cfg.model.backbone, str(cfg.optim.epochs), str(cfg.data.batch_size),
                       cfg.optim.optimizer, f"{cfg.optim.lr:g}", schedule, str(cfg.data.input_size),
-                      " ".join(comments) or "built-in synthetic data (CPU)")
+                      entry.source)
     console = Console() if Console().is_terminal else Console(width=200)
     console.print(table)
 

@@ -3,15 +3,23 @@
 A record holds its schema version, the resolved config and its hash, the
 manifest's name and hash, the code version (package version, git sha, dirty
 flag), library versions, device, per-epoch history, val and test metrics with
-their whole curves, the model-selection choices, and timings. It is written
-atomically and never silently overwritten. Torch-free: leaderboards rebuild
-without a GPU stack.
+their whole curves, the model-selection choices (checkpoint, CAM threshold, the
+CAM extractor and the other evaluation conventions), and timings. It is written
+atomically and never silently overwritten. Beside it, ``outcomes-<split>.npz``
+holds the split's per-image outcomes (:mod:`wsolbench.metrics.outcomes` documents
+the arrays), from which any subset's GT-known Loc, Top-1 Loc, MaxBoxAcc(V2) and
+PxAP can be recomputed. Torch-free: leaderboards rebuild without a GPU stack.
+
+Schema version 2 (this one): ``method`` and ``objective`` are sections with a name
+and that class's parameters; the summary carries ``method``, ``objective``,
+``backbone`` and ``cam``; per-image outcomes beside the record.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import io
 import json
 import platform
 import subprocess
@@ -20,14 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from wsolbench import __version__
-from wsolbench._io import atomic_write_text
+import numpy as np
+
+from wsolbench._io import atomic_write_bytes, atomic_write_text
 from wsolbench.errors import DataError, OutputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RECORD_KIND = "wsolbench-run"
 RECORD_FILE = "record.json"
 
-_LIBRARIES = ("torch", "torchvision", "numpy", "opencv-python-headless", "pandas", "scikit-learn")
+_LIBRARIES = ("torch", "torchvision", "torchcam", "numpy", "opencv-python-headless", "pandas", "scikit-learn")
 
 
 def code_version() -> dict[str, Any]:
@@ -109,3 +119,26 @@ def find_records(root: Path) -> list[Path]:
 
 def load_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return [load_record(p) for p in paths]
+
+
+def outcomes_path(run_dir: Path, split: str) -> Path:
+    return Path(run_dir) / f"outcomes-{split}.npz"
+
+
+def write_outcomes(run_dir: Path, split: str, arrays: dict[str, np.ndarray]) -> Path:
+    """Write one split's per-image outcome arrays (``np.savez_compressed``) atomically beside the record."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return atomic_write_bytes(outcomes_path(run_dir, split), buffer.getvalue())
+
+
+def load_outcomes(run_dir: Path, split: str) -> dict[str, np.ndarray]:
+    """The per-image outcome arrays of ``split``; DataError names the file when it is missing or unreadable."""
+    path = outcomes_path(run_dir, split)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise DataError(f"per-image outcomes {path} do not exist (runs made before schema version 2 have none)") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"per-image outcomes {path} cannot be read: {exc}") from None

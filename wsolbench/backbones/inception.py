@@ -20,8 +20,16 @@ What changes, and why:
   (default) the ImageNet-normalized input is mapped to that range first, as torchvision
   does when it loads these weights.
 
+Stages (name = module under ``features``, channels, stride; ``s`` = 16, or 8 with
+``large_feature_map``): ``maxpool1`` 64, 4; ``maxpool2`` 192, 8; ``Mixed_5b`` 256, 8;
+``Mixed_5c`` 288, 8; ``Mixed_5d`` 288, 8; ``Mixed_6a``, ``Mixed_6b``, ``Mixed_6c``,
+``Mixed_6d``, ``Mixed_6e`` 768, s; ``head_conv1`` 1024, s; ``head_conv2`` 1024, s (after
+its ReLU; the last stage, the CAM's map). wsolevaluation's ``InceptionAdl`` puts ADL
+after ``Mixed_5d`` (before its max-pool, which here is ``Mixed_6a``'s stride), after
+``Mixed_6e`` and after ``SPG_A3_2b``, i.e. ``head_conv2``.
+
 New layers (LR multiplier): ``head_conv1``, ``head_conv2`` and ``fc``; everything but the
-``Mixed_*`` / ``Conv2d_*`` modules, as wsolevaluation.
+``Mixed_*`` / ``Conv2d_*`` modules, as wsolevaluation; and the attached ``taps``.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from torch import Tensor, nn
 from torchvision import models
 
 from wsolbench.backbones.base import BACKBONES, CamBackbone
-from wsolbench.config import IMAGENET_MEAN, IMAGENET_STD
+from wsolbench.structs import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _same(conv_block: nn.Module, stride: int | None = None) -> nn.Module:
@@ -64,7 +72,7 @@ class ReductionB(nn.Module):
 
 
 class InceptionV3Wsol(CamBackbone):
-    new_modules = ("features.head_conv1", "features.head_conv2", "fc")
+    new_modules = ("features.head_conv1", "features.head_conv2", "fc", "taps")
 
     def __init__(self, num_classes: int, large_feature_map: bool = False, transform_input: bool = True) -> None:
         super().__init__()
@@ -87,6 +95,11 @@ class InceptionV3Wsol(CamBackbone):
         nn.init.normal_(self.fc.weight, 0, 0.01)
         nn.init.zeros_(self.fc.bias)
         self.transform_input = transform_input
+        s = 8 if large_feature_map else 16
+        self._declare_stages([(name, f"features.{name}", channels, stride) for name, channels, stride in (
+            ("maxpool1", 64, 4), ("maxpool2", 192, 8), ("Mixed_5b", 256, 8), ("Mixed_5c", 288, 8),
+            ("Mixed_5d", 288, 8), ("Mixed_6a", 768, s), ("Mixed_6b", 768, s), ("Mixed_6c", 768, s),
+            ("Mixed_6d", 768, s), ("Mixed_6e", 768, s), ("head_conv1", 1024, s), ("head_conv2", 1024, s))])
         # ImageNet-normalized x -> (raw - 0.5) / 0.5: x * std / 0.5 + (mean - 0.5) / 0.5, per channel
         self.register_buffer("_scale", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) / 0.5, persistent=False)
         self.register_buffer("_shift", (torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) - 0.5) / 0.5,

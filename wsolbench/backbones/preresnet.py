@@ -9,9 +9,17 @@ not activated. As the WSOL literature adapts ResNet-50 (wsolevaluation), ``layer
 stride 1: a 224 input gives a 14 x 14 CAM; ``large_feature_map`` sets ``layer3``'s stride
 to 1 too (28 x 28). Used by the entropy-regularization study (Hwang et al., PRL 2023).
 
+Stages (name: module under ``features``, channels, stride; ``s`` = 16, or 8 with
+``large_feature_map``): ``stem`` (``maxpool``) 64, 4; ``layer1`` 64, 4; ``layer2`` 128, 8;
+``layer3.0`` 256, s; ``layer3`` 256, s; ``layer4.0`` 512, s; ``layer4`` 512, s (its last
+block, ``layer4.1``: the sum before the final activation); ``final_relu`` 512, s
+(``final_bn`` + ReLU; the last stage, the CAM's map). ADL's ResNet positions map to
+``layer3.0``, ``layer4.0`` and ``layer4``.
+
 Weights: ``weights=FILE`` only, a state dict in this layout without the ``features.``
 prefix (``conv1.weight``, ``layer1.0.bn1.weight``, ...) or with it. New layers (LR
-multiplier): ``layer4``, ``final_bn`` and ``fc``, the ResNet rule of wsolevaluation.
+multiplier): ``layer4``, ``final_bn`` and ``fc``, the ResNet rule of wsolevaluation, and
+the attached ``taps``.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ def _stage(cin: int, cout: int, stride: int, blocks: int = 2) -> nn.Sequential:
 
 
 class PreResNet18(CamBackbone):
-    new_modules = ("features.layer4", "features.final_bn", "fc")
+    new_modules = ("features.layer4", "features.final_bn", "fc", "taps")
 
     def __init__(self, num_classes: int, large_feature_map: bool = False) -> None:
         super().__init__()
@@ -66,6 +74,12 @@ class PreResNet18(CamBackbone):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        s = 8 if large_feature_map else 16
+        self._declare_stages([
+            ("stem", "features.maxpool", 64, 4), ("layer1", "features.layer1", 64, 4),
+            ("layer2", "features.layer2", 128, 8), ("layer3.0", "features.layer3.0", 256, s),
+            ("layer3", "features.layer3", 256, s), ("layer4.0", "features.layer4.0", 512, s),
+            ("layer4", "features.layer4", 512, s), ("final_relu", "features.final_relu", 512, s)])
 
     def map_weight_key(self, key: str) -> str:
         return key if key.startswith(("features.", "fc.")) else f"features.{key}"

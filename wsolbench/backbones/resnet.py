@@ -11,8 +11,27 @@
   SE module (reduction 16) on the residual branch before the addition, adapted like
   ``resnet50_wsol``. torchvision has no SE weights: ``weights=FILE`` only.
 
+Stages (name: module, channels, stride), the same names on all four; ``e`` is the block
+expansion (1 for ResNet-18, 4 for the ResNet-50s):
+
+- ``stem``: after the max-pool, 64, 4
+- ``layer1``: 64e, 4
+- ``layer2``: 128e, 8
+- ``layer3.0``: ``layer3``'s first block, 256e, s3
+- ``layer3``: 256e, s3
+- ``layer4.0``: ``layer4``'s first block, 512e, s4
+- ``layer4``: 512e, s4; the output of ``layer4``'s last block (``layer4.2`` for the
+  ResNet-50s, ``layer4.1`` for ResNet-18), the last stage and the CAM's map
+
+with s3, s4 = 16, 32 (plain), 16, 16 (adapted) or 8, 8 (adapted, ``large_feature_map``).
+The plain ResNets keep torchvision's modules in an index-numbered ``features``
+(``stem`` is ``features.3``, ``layer1`` ``features.4``, ..., ``layer4`` ``features.7``);
+the adapted ones name them (``features.maxpool``, ``features.layer3.0``, ...). ADL (as
+wsolevaluation) goes after ``layer3.0``, ``layer4.0`` and ``layer4`` (= ``layer4.2``);
+Bridging the gap's attentive dropout after ``layer4.0``.
+
 New layers (LR multiplier): ``fc`` for the plain ResNets; ``layer4`` and ``fc`` for the
-adapted ones, as wsolevaluation (``lr_classifier_ratio``).
+adapted ones, as wsolevaluation (``lr_classifier_ratio``); and the attached ``taps``.
 """
 
 from __future__ import annotations
@@ -31,7 +50,17 @@ from wsolbench.backbones.base import BACKBONES, CamBackbone
 Weights = str | os.PathLike[str] | None
 
 # torchvision's module names -> the plain ResNets' ``features`` indices
-_PLAIN_INDEX = {"conv1": 0, "bn1": 1, "layer1": 4, "layer2": 5, "layer3": 6, "layer4": 7}
+_PLAIN_INDEX = {"conv1": 0, "bn1": 1, "maxpool": 3, "layer1": 4, "layer2": 5, "layer3": 6, "layer4": 7}
+
+
+def resnet_stages(path: dict[str, str], expansion: int, s3: int, s4: int) -> list[tuple[str, str, int, int]]:
+    """The ResNet stage table (see the module docstring); ``path`` maps torchvision's module names
+    (``maxpool``, ``layer1``, ...) to their paths in the backbone."""
+    e = expansion
+    return [("stem", path["maxpool"], 64, 4), ("layer1", path["layer1"], 64 * e, 4),
+            ("layer2", path["layer2"], 128 * e, 8), ("layer3.0", path["layer3"] + ".0", 256 * e, s3),
+            ("layer3", path["layer3"], 256 * e, s3), ("layer4.0", path["layer4"] + ".0", 512 * e, s4),
+            ("layer4", path["layer4"], 512 * e, s4)]
 
 
 class TorchvisionResNet(CamBackbone):
@@ -43,6 +72,8 @@ class TorchvisionResNet(CamBackbone):
         self.features = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
                                       net.layer1, net.layer2, net.layer3, net.layer4)
         self.fc = net.fc
+        paths = {name: f"features.{index}" for name, index in _PLAIN_INDEX.items()}
+        self._declare_stages(resnet_stages(paths, net.layer1[0].expansion, 16, 32))
 
     def map_weight_key(self, key: str) -> str:
         head, _, rest = key.partition(".")
@@ -80,7 +111,7 @@ class WsolResNet(CamBackbone):
     so a torchvision state dict maps by prefixing ``features.``.
     """
 
-    new_modules = ("features.layer4", "fc")
+    new_modules = ("features.layer4", "fc", "taps")
 
     def __init__(self, net: ResNet, large_feature_map: bool) -> None:
         super().__init__()
@@ -91,6 +122,9 @@ class WsolResNet(CamBackbone):
             conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool,
             layer1=net.layer1, layer2=net.layer2, layer3=net.layer3, layer4=net.layer4))
         self.fc = net.fc
+        s = 8 if large_feature_map else 16
+        paths = {name: f"features.{name}" for name in ("maxpool", "layer1", "layer2", "layer3", "layer4")}
+        self._declare_stages(resnet_stages(paths, net.layer1[0].expansion, s, s))
 
     def map_weight_key(self, key: str) -> str:
         return key if key.startswith(("features.", "fc.")) else f"features.{key}"

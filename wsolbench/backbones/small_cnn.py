@@ -3,6 +3,10 @@
 conv3x3 (stride 2) + BN + ReLU, then three basic blocks (w, stride 1), (2w, stride 2),
 (4w, stride 1): a 64 x 64 input gives a 16 x 16 feature map (stride 4). With
 w = 16 it has about 78k parameters.
+
+Stages (name: module, channels, stride): ``stem`` (``features.2``, after the ReLU) w, 2;
+``block1`` (``features.3``) w, 2; ``block2`` (``features.4``) 2w, 4; ``block3``
+(``features.5``) 4w, 4, the last stage and the CAM's map.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class SmallCnn(CamBackbone):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self._declare_stages([("stem", "features.2", w, 2), ("block1", "features.3", w, 2),
+                              ("block2", "features.4", 2 * w, 4), ("block3", "features.5", 4 * w, 4)])
 
 
 @BACKBONES.register("small_cnn")

@@ -7,8 +7,21 @@ numbering). Then the added ``conv6`` (3 x 3, 512 -> 1024, padding 1) + ReLU, GAP
 ``fc`` (1024 -> K). A 224 input gives a 14 x 14 CAM, 28 x 28 with ``large_feature_map``.
 torchvision's fc6-fc8 (``classifier.*``) are not used.
 
+Stages (name: module, channels, stride; ``s`` = 16, or 8 with ``large_feature_map``):
+
+- ``pool1``: ``features.4``, 64, 2
+- ``pool2``: ``features.9``, 128, 4
+- ``pool3``: ``features.16``, 256, 8
+- ``conv4_3``: ``features.22`` (conv4_3's ReLU), 512, 8
+- ``pool4``: ``features.23``, 512, s (an identity with ``large_feature_map``: the same map as ``conv4_3``)
+- ``conv5_3``: ``features.29`` (conv5_3's ReLU), 512, s
+- ``conv6``: ``relu6`` (conv6's ReLU), 1024, s; the last stage, the CAM's map
+
+ADL (Choe & Shim, CVPR 2019, as wsolevaluation) goes after ``pool3``, ``conv4_3`` and
+``conv5_3``; Bridging the gap's attentive dropout after ``conv4_3``.
+
 New layers (LR multiplier): ``conv6`` and ``fc``, everything outside ``features`` as in
-wsolevaluation.
+wsolevaluation, and the attached ``taps``.
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ def vgg16_features(large_feature_map: bool) -> nn.Sequential:
 
 
 class Vgg16Wsol(CamBackbone):
-    new_modules = ("conv6", "fc")
+    new_modules = ("conv6", "fc", "taps")
 
     def __init__(self, num_classes: int, large_feature_map: bool = False) -> None:
         super().__init__()
@@ -54,6 +67,11 @@ class Vgg16Wsol(CamBackbone):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
+        s = 8 if large_feature_map else 16
+        self._declare_stages([
+            ("pool1", "features.4", 64, 2), ("pool2", "features.9", 128, 4), ("pool3", "features.16", 256, 8),
+            ("conv4_3", "features.22", 512, 8), ("pool4", f"features.{_POOL4}", 512, s),
+            ("conv5_3", "features.29", 512, s), ("conv6", "relu6", 1024, s)])
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.relu6(self.conv6(self.features(x)))

@@ -1,25 +1,54 @@
-"""Expanding one base config into the runs of a bench."""
+"""Expanding one base config into the runs of a bench: methods x objectives, all else identical."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from wsolbench.config import BENCH_OBJECTIVES, RunConfig
+from wsolbench.config import BENCH_OBJECTIVES, RunConfig, build_axis
+from wsolbench.config.axes import parameters
 from wsolbench.errors import ConfigError
 
 
-def bench_configs(base: RunConfig, objectives: Sequence[str] = BENCH_OBJECTIVES) -> list[RunConfig]:
-    """One config per objective, identical in everything else (seed, data, model, schedule).
+def _axis_params(kind: str, names: Sequence[str], given: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """For each class in ``names``, the parameters of ``given`` it has; a parameter no class has is an error."""
+    owned = {name: set(parameters(kind, name)) for name in names}
+    orphans = sorted(k for k in given if not any(k in own for own in owned.values()))
+    if orphans:
+        raise ConfigError(f"{kind}.{orphans[0]} is a parameter of none of the {kind}s in this bench "
+                          f"({', '.join(names)})")
+    return {name: {k: v for k, v in given.items() if k in owned[name]} for name in names}
 
-    Each objective keeps the hyperparameter of ``base.objective`` (eps, beta, lam).
+
+def _unique(kind: str, names: Sequence[str]) -> None:
+    if not names:
+        raise ConfigError(f"a bench needs at least one {kind}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{kind}s repeat: {', '.join(names)}")
+
+
+def bench_configs(base: RunConfig, objectives: Sequence[str] = BENCH_OBJECTIVES, *,
+                  methods: Sequence[str] | None = None, objective_params: Mapping[str, Any] | None = None,
+                  method_params: Mapping[str, Any] | None = None) -> list[RunConfig]:
+    """One config per (method, objective), identical in everything else (seed, data, model, schedule).
+
+    ``objective_params`` / ``method_params`` (e.g. ``{"lam": 1.0}``) go to every class that has them; a
+    parameter that none of the bench's classes has is refused. A class not given a parameter keeps the
+    value of ``base`` when ``base`` is that class, else its published default. Run names are
+    ``<method>-<objective>[-params]``; the run folder adds the config hash.
     """
-    if not objectives:
-        raise ConfigError("a bench needs at least one objective")
-    if len(set(objectives)) != len(objectives):
-        raise ConfigError(f"objectives repeat: {', '.join(objectives)}")
+    methods = list(methods) if methods else [base.method.name]
+    _unique("objective", objectives)
+    _unique("method", methods)
+    per_objective = _axis_params("objective", objectives, objective_params or {})
+    per_method = _axis_params("method", methods, method_params or {})
     configs = []
-    for name in objectives:
-        objective = dataclasses.replace(base.objective, name=name)
-        configs.append(dataclasses.replace(base, objective=objective, name=f"{base.name}{name}" if base.name else name))
+    for m in methods:
+        method = build_axis("method", {**(base.method.to_dict() if base.method.name == m else {"name": m}),
+                                       **per_method[m]})
+        for o in objectives:
+            start = base.objective.to_dict() if base.objective.name == o else {"name": o}
+            objective = build_axis("objective", {**start, **per_objective[o]})
+            configs.append(dataclasses.replace(base, method=method, objective=objective, name="").with_name())
     return configs

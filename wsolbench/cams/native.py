@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+import wsolbench
+from wsolbench.cams.base import CAMS, CamExtractor
+from wsolbench.errors import ConfigError
 
 
 def cam_from_features(feats: Tensor, head_weight: Tensor, classes: Tensor) -> Tensor:
@@ -30,15 +35,33 @@ def normalize_minmax(maps: Tensor) -> Tensor:
     return out.clamp_(0.0, 1.0).view_as(maps)
 
 
-def scoremaps_for(feats: Tensor, head_weight: Tensor, classes: Tensor, resolution: int,
-                  mode: str = "bicubic") -> Tensor:
-    """Score maps in [0, 1] at ``resolution x resolution``, float32, ``(B, R, R)``.
+@CAMS.register("cam")
+class NativeCam(CamExtractor):
+    """CAM (Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016).
 
-    The CAM is computed in float32 (under autocast the features may be half
-    precision), resized with ``mode`` and min-max normalized per image.
+    ``M_c(x, y) = sum_k W[c, k] * A_k(x, y)`` with ``A`` the last feature map
+    (``model.net.last_stage``, what ``forward_features`` returns) and ``W`` the
+    classifier weights (``head_weight``): no bias, **no ReLU**, not normalized, as
+    the community protocol (wsolevaluation) computes it.
+
+    It is ``model.localization_maps(x, classes)`` under ``torch.no_grad()``: the
+    method's own maps from the forward pass that gives the logits, with no hooks
+    (a method that changes how its maps are made, changes them here). No library.
+    ``target_stage`` must be None or the last stage: the head's weights only apply there.
     """
-    cams = cam_from_features(feats.float(), head_weight.float(), classes)
-    if cams.shape[-2:] != (resolution, resolution):
-        cams = F.interpolate(cams[:, None], size=(resolution, resolution), mode=mode,
-                             align_corners=False)[:, 0]
-    return normalize_minmax(cams)
+
+    def __init__(self, model: Any, target_stage: str | None = None) -> None:
+        super().__init__(model, target_stage)
+        last = getattr(self.net, "last_stage", None)
+        if target_stage is not None and target_stage != last:
+            raise ConfigError(f"cam: the native CAM reads the last stage ({last}) only, got target_stage "
+                              f"{target_stage!r}; use a gradient method (e.g. gradcam) for other stages")
+        self.target_stage = last
+
+    def _extract(self, x: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            return self.model.localization_maps(x, classes)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "library": "wsolbench", "library_version": wsolbench.__version__,
+                "normalized_by_library": False}

@@ -6,6 +6,12 @@ evaluation splits with masks ``mask`` (R, R) uint8 (0 background, 1 foreground,
 255 ignore) at the evaluation resolution. Ground-truth boxes stay in the
 manifest, in original pixels; the metrics rescale them (community protocol).
 
+Multi-label datasets (``multi_label=True``, PASCAL VOC): ``target`` (K,) float32 is
+the image's label set as a normalized multi-hot distribution (what the objectives
+train on) and ``labels`` (K,) uint8 the multi-hot set itself; with
+``class_masks`` also ``class_mask`` (R, R) uint8, the class-index mask (``c + 1``
+class ``c``, 0 background, 255 void) that mPxAP scores every class of the set on.
+
 Transforms (from :class:`~wsolbench.config.DataConfig`):
 
 - train: ``crop`` ``none`` resizes to ``input_size`` (``resize_size`` unused);
@@ -37,6 +43,7 @@ from torchvision.transforms import v2
 
 from wsolbench.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig
 from wsolbench.errors import DataError
+from wsolbench import manifest as _manifest  # TEMP until load_eval_class_mask lands
 from wsolbench.manifest import Manifest, Sample, load_eval_mask, read_image
 
 logger = logging.getLogger(__name__)
@@ -111,7 +118,7 @@ class ManifestDataset(Dataset):
 
     def __init__(self, manifest: Manifest, split: str, transform: v2.Transform,
                  mask_resolution: int | None = None, cache_images: bool = False,
-                 on_bad_image: str = "fail") -> None:
+                 on_bad_image: str = "fail", multi_label: bool = False) -> None:
         if on_bad_image not in ON_BAD_IMAGE:
             raise ValueError(f"on_bad_image must be fail or skip, got {on_bad_image!r}")
         self.manifest = manifest
@@ -120,6 +127,9 @@ class ManifestDataset(Dataset):
         self.transform = transform
         self.mask_resolution = mask_resolution
         self.has_masks = mask_resolution is not None and bool(self.samples) and all(s.mask for s in self.samples)
+        self.multi_label = multi_label
+        self.has_class_masks = (multi_label and self.has_masks
+                                and all(s.mask_kind == "class_index" for s in self.samples))
         self.on_bad_image = on_bad_image
         self._cache: dict[int, np.ndarray] | None = {} if cache_images else None
 
@@ -137,6 +147,14 @@ class ManifestDataset(Dataset):
         if self.has_masks:
             assert self.mask_resolution is not None
             item["mask"] = torch.from_numpy(load_eval_mask(self.manifest, sample, self.mask_resolution))
+        if self.multi_label:
+            hot = torch.zeros(self.manifest.num_classes, dtype=torch.uint8)
+            hot[list(sample.label_set)] = 1
+            item["labels"] = hot
+            item["target"] = hot.float() / hot.sum()
+        if self.has_class_masks:
+            assert self.mask_resolution is not None
+            item["class_mask"] = torch.from_numpy(_manifest.load_eval_class_mask(self.manifest, sample, self.mask_resolution))
         return item
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -18,15 +18,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
-_MIX = 0x9E3779B97F4A7C15  # an odd 64-bit constant to spread (seed, epoch, index) over the seed space
+from wsolbench.structs import mix_seed
 
-
-def mix_seed(*parts: int) -> int:
-    """A deterministic 63-bit seed from integers (no Python ``hash``: it is salted per process)."""
-    value = 0
-    for part in parts:
-        value = ((value ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * _MIX + 1) & 0xFFFFFFFFFFFFFFFF
-    return value >> 1
 
 
 class EpochSampler(Sampler):

@@ -1,12 +1,8 @@
-"""Resumable checkpoints: written atomically, loaded with ``weights_only=True``.
+"""Checkpoint files: written atomically, loaded with ``weights_only=True``.
 
-A training checkpoint holds everything a run needs to continue exactly where it
-stopped: model, optimizer, scheduler and gradient-scaler states, the position
-(epoch, step within the epoch), the epoch's running sums, the history so far,
-the best-on-val state, and the torch RNG states. The data order and the
-augmentation are functions of (seed, epoch, index) (``wsolbench.data.sampling``),
-so they need no saved state. Nothing is pickled: the file holds tensors and plain
-containers only, and loading refuses anything else.
+Nothing is pickled: a file holds tensors and plain containers only, and loading
+refuses anything else. What a training checkpoint holds is in
+:mod:`wsolbench.engine.state`.
 """
 
 from __future__ import annotations

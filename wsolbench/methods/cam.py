@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from wsolbench.methods.base import METHODS, WsolMethod
+from wsolbench.methods.base import METHODS, StepContext, WsolMethod
 
 
 @METHODS.register("cam")
 class VanillaCam(WsolMethod):
-    """No extra loss or input change: the baseline every WSOL method is compared with."""
+    """No extra loss or input change: the baseline every WSOL method is compared with. No parameters."""
 
-    def training_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        logits = self.net(x)
-        parts = {"objective": self.objective(logits, y)}
+    def training_step(self, batch: dict[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
+        logits = self.net(batch["image"])
+        parts = {"objective": self.objective(logits, batch["target"])}
         return {"loss": sum(parts.values()), **parts, "logits": logits}

@@ -3,6 +3,9 @@
 Reference: Choe et al., CVPR 2020, wsolevaluation ``MaskEvaluator``; the
 conventions are listed in :mod:`wsolbench.metrics.protocol`. The state is two
 fixed-size histograms, so accumulators over disjoint halves merge into the whole.
+With ``per_image=True`` the accumulator also keeps each image's histograms
+(:class:`MaskOutcomes`), whose sums over any subset of the images give that
+subset's PxAP exactly (:mod:`wsolbench.metrics.outcomes`).
 
 The histograms are those of ``np.histogram`` with the PxAP edges
 (:func:`~wsolbench.metrics.protocol.score_histograms`), computed three ways
@@ -18,23 +21,23 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numba
 import numpy as np
 
 from wsolbench.errors import MetricInputError
+from wsolbench.metrics.base import Accumulator, Outcomes, PerImage, Summed, concat, frozen
 from wsolbench.metrics.fast_boxes import run_split, split_count
 from wsolbench.metrics.protocol import pixel_curves, pxap, pxap_edges, score_histograms
 from wsolbench.metrics.validate import (
-    MASK_BACKGROUND,
-    MASK_FOREGROUND,
-    MASK_IGNORE,
     check_engine,
     check_image_ids,
     check_masks,
     check_scoremaps,
     check_thresholds,
 )
+from wsolbench.structs import MASK_BACKGROUND, MASK_FOREGROUND, MASK_IGNORE
 
 
 def _cell_table(edges: np.ndarray) -> np.ndarray:
@@ -61,13 +64,15 @@ def _cell_table(edges: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _histogram_maps(maps, masks, edges, table, counts, invalid, lo, hi):
+def _histogram_maps(maps, masks, edges, table, counts, invalid, lo, hi, per_image):
     """Add maps ``lo .. hi - 1`` to ``counts[mask, bin]`` with np.histogram's bins.
 
     Bin ``i`` is ``edges[i] <= x < edges[i + 1]``, the last bin also holding
     ``x == edges[-1]``; scores outside the edges, NaN, and masks other than 0
     and 1 are not counted. ``invalid[b]`` counts the scores outside ``[0, 1]``
     (NaN included) and the mask values other than 0, 1, 255 of map ``b``.
+    ``per_image`` is ``(B, 2 * n_bins)`` (row ``b``: map ``b``'s background
+    then foreground counts) or ``(0, 0)`` not to keep them.
 
     The range check and the cell number stay in the maps' dtype (both exact:
     widening float32 changes no comparison, and the scale is a power of two);
@@ -87,6 +92,8 @@ def _histogram_maps(maps, masks, edges, table, counts, invalid, lo, hi):
     row[0] = 0
     row[1] = n_bins
     flat = np.zeros(3 * n_bins, np.int64)
+    keep = per_image.shape[0] > 0
+    seen = np.zeros(2 * n_bins, np.int64)  # flat before the current map (per_image)
     for image in range(lo, hi):
         scores = maps[image].reshape(-1)
         labels = masks[image].reshape(-1)
@@ -117,6 +124,10 @@ def _histogram_maps(maps, masks, edges, table, counts, invalid, lo, hi):
                 b = np.uint64(k)
             flat[row[labels[i]] + b] += 1
         invalid[image] = bad
+        if keep:
+            for i in range(2 * n_bins):
+                per_image[image, i] = flat[i] - seen[i]
+                seen[i] = flat[i]
     for i in range(2 * n_bins):
         counts[i // n_bins, i % n_bins] += flat[i]
 
@@ -128,24 +139,35 @@ def _binning(thresholds: bytes) -> tuple[np.ndarray, np.ndarray]:
     return edges, _cell_table(edges)
 
 
-def _histogram_counts(maps: np.ndarray, masks: np.ndarray, thresholds: np.ndarray, workers: int):
-    """``(counts (2, T + 2), invalid (B,))`` of ``(B, H, W)`` maps and uint8 masks."""
+def _histogram_counts(maps: np.ndarray, masks: np.ndarray, thresholds: np.ndarray, workers: int,
+                      per_image: bool = False):
+    """``(counts (2, T + 2), invalid (B,), per-image (B, 2, T + 2) or None)`` of ``(B, H, W)`` maps, uint8 masks.
+
+    Row ``[mask]`` of the counts is 0 background, 1 foreground; int64 all.
+    """
     edges, table = _binning(np.asarray(thresholds, dtype=np.float64).tobytes())
-    counts = np.zeros((2, len(edges) - 1), dtype=np.int64)
-    invalid = np.zeros(maps.shape[0], dtype=np.int64)
+    n_bins = len(edges) - 1
+    counts = np.zeros((2, n_bins), dtype=np.int64)
     n = maps.shape[0]
+    invalid = np.zeros(n, dtype=np.int64)
+    rows = np.zeros((n, 2 * n_bins) if per_image else (0, 0), dtype=np.int64)
     parts = np.zeros((split_count(n, workers),) + counts.shape, dtype=np.int64)
 
     def kernel(part, lo, hi):
-        _histogram_maps(maps, masks, edges, table, parts[part], invalid, lo, hi)
+        _histogram_maps(maps, masks, edges, table, parts[part], invalid, lo, hi, rows)
 
     run_split(kernel, n, workers)
     counts += parts.sum(axis=0)
-    return counts, invalid
+    return counts, invalid, rows.reshape(n, 2, n_bins) if per_image else None
+
+
+def histogram_row_dtype(pixels: int) -> type:
+    """int32 for per-image histograms of maps under 2^31 pixels, else int64."""
+    return np.int32 if pixels < np.iinfo(np.int32).max else np.int64
 
 
 def fast_score_histograms(
-    scoremaps: np.ndarray, masks: np.ndarray, thresholds: np.ndarray, workers: int = 1
+    scoremaps: np.ndarray, masks: np.ndarray, thresholds: np.ndarray, workers: int = 1, per_image: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`~wsolbench.metrics.protocol.score_histograms` in one O(n) pass, same counts.
 
@@ -158,9 +180,11 @@ def fast_score_histograms(
         masks: same shape, uint8 0 background / 1 foreground / 255 ignore.
         thresholds: ``(T,)`` CAM thresholds.
         workers: threads splitting the maps.
+        per_image: histograms of each ``(H, W)`` map instead of pooled ones.
 
     Returns:
-        ``(fg_hist, bg_hist)``, int64 ``(T + 2,)`` each.
+        ``(fg_hist, bg_hist)``, int64 ``(T + 2,)`` each, or ``(B, T + 2)`` with
+        ``per_image`` (``B`` the maps, leading axes flattened).
     """
     maps = np.asarray(scoremaps)
     labels = np.asarray(masks)
@@ -171,11 +195,14 @@ def fast_score_histograms(
     shape = (1, 1, -1) if maps.ndim < 2 else (-1,) + maps.shape[-2:]
     maps = np.ascontiguousarray(maps).reshape(shape)
     labels = np.ascontiguousarray(labels, dtype=np.uint8).reshape(maps.shape)
-    counts, _ = _histogram_counts(maps, labels, thresholds, workers)
+    counts, _, rows = _histogram_counts(maps, labels, thresholds, workers, per_image=per_image)
+    if per_image:
+        return rows[:, MASK_FOREGROUND].copy(), rows[:, MASK_BACKGROUND].copy()
     return counts[MASK_FOREGROUND].copy(), counts[MASK_BACKGROUND].copy()
 
 
-def score_histograms_torch(scoremaps, masks, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def score_histograms_torch(scoremaps, masks, thresholds: np.ndarray,
+                           per_image: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """:func:`~wsolbench.metrics.protocol.score_histograms` on torch tensors, same counts.
 
     Runs on the tensors' device (a batch of CUDA maps stays on the GPU; only the
@@ -187,9 +214,11 @@ def score_histograms_torch(scoremaps, masks, thresholds: np.ndarray) -> tuple[np
         scoremaps: ``(..., H, W)`` float tensor in ``[0, 1]``.
         masks: integer tensor of the same shape, 0 background / 1 foreground / 255 ignore.
         thresholds: ``(T,)`` CAM thresholds.
+        per_image: histograms of each ``(H, W)`` map instead of pooled ones.
 
     Returns:
-        ``(fg_hist, bg_hist)``, numpy int64 ``(T + 2,)`` each.
+        ``(fg_hist, bg_hist)``, numpy int64 ``(T + 2,)`` each, or ``(B, T + 2)``
+        with ``per_image`` (``B`` the maps, leading axes flattened).
     """
     import torch
 
@@ -201,9 +230,16 @@ def score_histograms_torch(scoremaps, masks, thresholds: np.ndarray) -> tuple[np
     bins = torch.bucketize(scores, edges, right=True) - 1
     bins = torch.where(scores == edges[-1], n_bins - 1, bins)
     keep = (bins >= 0) & (bins < n_bins) & (labels <= MASK_FOREGROUND) & (labels >= MASK_BACKGROUND)
-    flat = (bins + n_bins * labels)[keep]
-    counts = torch.bincount(flat, minlength=2 * n_bins).cpu().numpy().astype(np.int64)
-    return counts[n_bins:].copy(), counts[:n_bins].copy()
+    flat = bins + n_bins * labels
+    if not per_image:
+        counts = torch.bincount(flat[keep], minlength=2 * n_bins).cpu().numpy().astype(np.int64)
+        return counts[n_bins:].copy(), counts[:n_bins].copy()
+    n_maps = math.prod(scores.shape[:-2]) if scores.ndim > 2 else 1
+    image = torch.arange(n_maps, device=scores.device).reshape(scores.shape[:-2] + (1, 1)) if scores.ndim >= 2 else 0
+    flat = (flat + 2 * n_bins * image)[keep]
+    counts = torch.bincount(flat, minlength=2 * n_bins * n_maps).cpu().numpy().astype(np.int64)
+    counts = counts.reshape(n_maps, 2, n_bins)
+    return counts[:, 1].copy(), counts[:, 0].copy()
 
 
 def _is_tensor(value) -> bool:
@@ -262,12 +298,6 @@ def _check_tensors(scoremaps, masks, image_ids: Sequence[str]):
     return scoremaps, masks
 
 
-def _frozen(array: np.ndarray) -> np.ndarray:
-    array = np.array(array)
-    array.setflags(write=False)
-    return array
-
-
 def _json_list(array: np.ndarray) -> list[float | None]:
     return [None if math.isnan(v) else float(v) for v in array.tolist()]
 
@@ -317,7 +347,76 @@ class MaskResult:
         }
 
 
-class MaskAccumulator:
+def mask_result(thresholds: np.ndarray, count: int, fg_hist: np.ndarray, bg_hist: np.ndarray) -> MaskResult:
+    """PxAP, PIoU and curves from pooled histograms (pure; shared with the outcomes).
+
+    Args:
+        thresholds: ``(T,)`` CAM thresholds.
+        count: images pooled.
+        fg_hist, bg_hist: int ``(T + 2,)`` pooled score histograms.
+    """
+    if count == 0:
+        raise MetricInputError("no images were evaluated")
+    if fg_hist.sum() == 0:
+        raise MetricInputError(
+            f"no foreground pixel (mask value 1) was counted in the {count} evaluated images: "
+            "PxAP is undefined"
+        )
+    curves = pixel_curves(fg_hist, bg_hist)
+    best = int(np.argmax(curves.iou))
+    return MaskResult(
+        thresholds=frozen(thresholds),
+        count=int(count),
+        foreground_pixels=int(fg_hist.sum()),
+        background_pixels=int(bg_hist.sum()),
+        pxap=pxap(fg_hist, bg_hist),
+        piou=float(curves.iou[best] * 100),
+        piou_threshold=float(thresholds[best]),
+        precision=frozen(curves.precision),
+        recall=frozen(curves.recall),
+        iou=frozen(curves.iou),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class MaskOutcomes(Outcomes):
+    """Per-image pixel outcomes, one row per image in update order (``MaskAccumulator(per_image=True)``).
+
+    Attributes:
+        thresholds: ``(T,)`` float64 CAM thresholds.
+        image_ids: ``(N,)`` str.
+        fg_hist, bg_hist: ``(N, T + 2)`` int32 (int64 for maps of 2^31 pixels
+            or more): each image's foreground / background score histogram, the
+            PxAP bins; their column sums are the accumulator's pooled histograms.
+    """
+
+    kind: ClassVar[str] = "masks"
+    rows: ClassVar[tuple[str, ...]] = ("image_ids", "fg_hist", "bg_hist")
+
+    thresholds: np.ndarray
+    image_ids: np.ndarray
+    fg_hist: np.ndarray
+    bg_hist: np.ndarray
+
+    def _check(self) -> None:
+        object.__setattr__(self, "thresholds", frozen(self.thresholds, dtype=np.float64))
+        check_histogram_rows(self.kind, self.fg_hist, self.bg_hist, len(self), len(self.thresholds))
+
+
+def check_histogram_rows(kind: str, fg_hist: np.ndarray, bg_hist: np.ndarray, n: int, n_thresholds: int) -> None:
+    """Per-image histograms: integer ``(n, T + 2)`` each (MetricInputError otherwise)."""
+    for name, hist in (("fg_hist", fg_hist), ("bg_hist", bg_hist)):
+        if hist.shape != (n, n_thresholds + 2) or not np.issubdtype(hist.dtype, np.integer):
+            raise MetricInputError(
+                f"{kind} outcomes: {name} must be integer {(n, n_thresholds + 2)}, got {hist.dtype} {hist.shape}"
+            )
+
+
+def _hist_zeros(acc: MaskAccumulator) -> np.ndarray:
+    return np.zeros(len(acc.thresholds) + 2, dtype=np.int64)
+
+
+class MaskAccumulator(Accumulator):
     """Foreground/background score histograms pooled over every image.
 
     Args:
@@ -327,24 +426,34 @@ class MaskAccumulator:
             "exact" (``np.histogram``); the counts are identical. Torch tensors
             are always binned on their device by :func:`score_histograms_torch`.
         workers: threads splitting each batch's maps (fast engine).
+        per_image: also keep each image's histograms (:meth:`outcomes`).
 
     State (fixed size):
         count: images seen.
         fg_hist, bg_hist: int64 ``(T + 2,)`` score histograms of foreground and
             background pixels (ignore pixels excluded).
+
+    Per-image state (``per_image=True``; 8 x (T + 2) bytes per image):
+        image ids and each image's two histograms.
     """
 
-    def __init__(self, thresholds: np.ndarray, engine: str = "fast", workers: int = 1):
+    label: ClassVar[str] = "mask accumulators"
+    config: ClassVar[dict[str, str]] = {"thresholds": "thresholds"}
+    state: ClassVar[dict] = {
+        "count": Summed(lambda acc: 0),
+        "fg_hist": Summed(_hist_zeros),
+        "bg_hist": Summed(_hist_zeros),
+        "_image_ids": PerImage(),
+        "_fg_rows": PerImage(),
+        "_bg_rows": PerImage(),
+    }
+
+    def __init__(self, thresholds: np.ndarray, engine: str = "fast", workers: int = 1, per_image: bool = False):
         self.thresholds = check_thresholds(thresholds)
         self.thresholds.setflags(write=False)
         self.engine, self.workers = check_engine(engine, workers)
+        self.per_image = bool(per_image)
         self.reset()
-
-    def reset(self) -> None:
-        """Forget every image."""
-        self.count = 0
-        self.fg_hist = np.zeros(len(self.thresholds) + 2, dtype=np.int64)
-        self.bg_hist = np.zeros(len(self.thresholds) + 2, dtype=np.int64)
 
     def update(self, scoremaps: np.ndarray, masks: np.ndarray, image_ids: Sequence[str]) -> None:
         """Add a batch.
@@ -354,17 +463,32 @@ class MaskAccumulator:
                 array, or a torch tensor on any device (binned there).
             masks: ``(B, H, W)`` uint8, 0 background, 1 foreground, 255 ignore
                 (a tensor or an array).
-            image_ids: ``B`` ids, named in error messages.
+            image_ids: ``B`` ids, named in error messages (and kept with ``per_image``).
         """
+        keep = self.per_image
         if _is_tensor(scoremaps):
             maps, masks = _check_tensors(scoremaps, masks, image_ids)
-            fg_hist, bg_hist = score_histograms_torch(maps, masks, self.thresholds)
+            fg_hist, bg_hist = score_histograms_torch(maps, masks, self.thresholds, per_image=keep)
         elif self.engine == "exact":
             maps = check_scoremaps(scoremaps, image_ids)
             masks = check_masks(masks, image_ids, maps.shape)
-            fg_hist, bg_hist = score_histograms(maps, masks, self.thresholds)
+            if keep:
+                rows = [score_histograms(m, k, self.thresholds) for m, k in zip(maps, masks)]
+                empty = np.zeros((0, len(self.thresholds) + 2), dtype=np.int64)
+                fg_hist = np.stack([r[0] for r in rows]) if rows else empty
+                bg_hist = np.stack([r[1] for r in rows]) if rows else empty
+            else:
+                fg_hist, bg_hist = score_histograms(maps, masks, self.thresholds)
         else:
             maps, fg_hist, bg_hist = self._fast_histograms(scoremaps, masks, image_ids)
+        if keep:
+            if maps.shape[0] == 0:
+                return
+            dtype = histogram_row_dtype(maps.shape[1] * maps.shape[2])
+            self._image_ids.extend(str(i) for i in image_ids)
+            self._fg_rows.append(fg_hist.astype(dtype))
+            self._bg_rows.append(bg_hist.astype(dtype))
+            fg_hist, bg_hist = fg_hist.sum(axis=0), bg_hist.sum(axis=0)
         self.fg_hist += fg_hist
         self.bg_hist += bg_hist
         self.count += maps.shape[0]
@@ -374,7 +498,7 @@ class MaskAccumulator:
 
         Anything the pass flags (or any input not already float maps with uint8
         masks of the same shape) goes through the validators, which raise the
-        usual errors naming the image.
+        usual errors naming the image. With ``per_image``, ``(B, T + 2)`` rows.
         """
         maps = np.asarray(scoremaps)
         labels = np.asarray(masks)
@@ -389,46 +513,33 @@ class MaskAccumulator:
             maps = check_scoremaps(maps, image_ids)
             labels = check_masks(labels, image_ids, maps.shape)
         check_image_ids(image_ids, maps.shape[0])
-        counts, invalid = _histogram_counts(
-            np.ascontiguousarray(maps), np.ascontiguousarray(labels), self.thresholds, self.workers
+        counts, invalid, rows = _histogram_counts(
+            np.ascontiguousarray(maps), np.ascontiguousarray(labels), self.thresholds, self.workers,
+            per_image=self.per_image,
         )
         if invalid.any():
             check_scoremaps(maps, image_ids)
             check_masks(labels, image_ids, maps.shape)
             raise RuntimeError("the histogram pass flagged a map that the validators accept")
+        if self.per_image:
+            return maps, rows[:, MASK_FOREGROUND], rows[:, MASK_BACKGROUND]
         return maps, counts[MASK_FOREGROUND], counts[MASK_BACKGROUND]
 
     def merge(self, other: MaskAccumulator) -> MaskAccumulator:
-        """Add the histograms of ``other`` (same thresholds); returns self."""
-        if not isinstance(other, MaskAccumulator):
-            raise ValueError(f"cannot merge a MaskAccumulator with {type(other).__name__}")
-        if not np.array_equal(self.thresholds, other.thresholds):
-            raise ValueError("cannot merge mask accumulators with different thresholds")
-        self.count += other.count
-        self.fg_hist += other.fg_hist
-        self.bg_hist += other.bg_hist
-        return self
+        """Add the histograms (and per-image outcomes) of ``other``, same thresholds; returns self."""
+        return super().merge(other)
 
     def compute(self) -> MaskResult:
         """PxAP, PIoU and curves from the pooled histograms."""
-        if self.count == 0:
-            raise MetricInputError("no images were evaluated")
-        if self.fg_hist.sum() == 0:
-            raise MetricInputError(
-                f"no foreground pixel (mask value 1) was counted in the {self.count} evaluated images: "
-                "PxAP is undefined"
-            )
-        curves = pixel_curves(self.fg_hist, self.bg_hist)
-        best = int(np.argmax(curves.iou))
-        return MaskResult(
-            thresholds=_frozen(self.thresholds),
-            count=self.count,
-            foreground_pixels=int(self.fg_hist.sum()),
-            background_pixels=int(self.bg_hist.sum()),
-            pxap=pxap(self.fg_hist, self.bg_hist),
-            piou=float(curves.iou[best] * 100),
-            piou_threshold=float(self.thresholds[best]),
-            precision=_frozen(curves.precision),
-            recall=_frozen(curves.recall),
-            iou=_frozen(curves.iou),
+        return mask_result(self.thresholds, self.count, self.fg_hist, self.bg_hist)
+
+    def outcomes(self) -> MaskOutcomes:
+        """Every image's histograms, in update order (needs ``per_image=True``)."""
+        self._require_per_image()
+        empty = np.zeros((0, len(self.thresholds) + 2), dtype=np.int32)
+        return MaskOutcomes(
+            thresholds=self.thresholds,
+            image_ids=np.array(self._image_ids, dtype=str),
+            fg_hist=concat(self._fg_rows, empty),
+            bg_hist=concat(self._bg_rows, empty),
         )

@@ -14,10 +14,8 @@ from typing import Any
 import numpy as np
 
 from wsolbench.errors import MetricInputError
-
-MASK_BACKGROUND = 0
-MASK_FOREGROUND = 1
-MASK_IGNORE = 255
+# The mask values are defined once, in wsolbench.structs; importing them from here keeps working.
+from wsolbench.structs import MASK_BACKGROUND, MASK_FOREGROUND, MASK_IGNORE  # noqa: F401 (re-exported)
 
 # Rows of a probability matrix may be off by float32 softmax rounding.
 _PROB_SUM_TOLERANCE = 1e-3

@@ -1,7 +1,9 @@
 """Leaderboards: one row per run record, as CSV and Markdown, never edited by hand.
 
-Numbers are on the ``test`` split, in percent (entropy in nats and as H / log K);
-GT-known Loc and Top-1 Loc use the CAM threshold chosen on ``val``.
+Numbers are on the ``test`` split, in the units of the metric table
+(:mod:`wsolbench.metrics.table`: percent, entropy in nats and as H / log K);
+GT-known Loc and Top-1 Loc use the CAM threshold chosen on ``val``. The first
+columns are the run's axes (dataset, backbone, method, objective, CAM extractor).
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from typing import Any
 import pandas as pd
 
 from wsolbench._io import atomic_write_text
+from wsolbench.metrics.table import METRICS
 
-#: Column order of every leaderboard (columns no record has are dropped).
-COLUMNS = (
-    "name", "objective", "effective_smoothing", "loss_scale", "top1", "entropy", "entropy_norm",
-    "MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAccV2@30", "MaxBoxAccV2@50", "MaxBoxAccV2@70",
-    "GT-known Loc", "Top-1 Loc", "threshold", "PxAP", "PIoU", "seed", "manifest", "config_hash", "code_version",
-)
-SORT_BY = ("MaxBoxAccV2", "PxAP", "top1")
+#: The experiment axes, first in every leaderboard.
+AXES = ("dataset", "backbone", "method", "objective", "cam")
+#: Column order of every leaderboard: axes, the objective's relation to label smoothing, every metric of the
+#: metric table (fixed-threshold variants after their base), then provenance. Columns no record has are dropped.
+COLUMNS = ("name", *AXES, "effective_smoothing", "loss_scale", *(m.key for m in METRICS),
+           "seed", "manifest", "config_hash", "code_version")
+SORT_BY = ("MaxBoxAccV2", "PxAP", "mPxAP", "top1", "mAP")
 
 
 def record_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -34,13 +37,27 @@ def record_row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _ordered(columns: Sequence[str]) -> list[str]:
+    """``COLUMNS`` order; a variant ``<metric>@<x>`` goes right after its base metric."""
+    order = {c: i for i, c in enumerate(COLUMNS)}
+
+    def key(col: str) -> tuple[float, str]:
+        if col in order:
+            return (order[col], "")
+        base = col.split("@", 1)[0]
+        return (order[base] + 0.5, col) if base in order else (float("inf"), col)
+
+    return sorted(columns, key=key)
+
+
 def leaderboard_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """A DataFrame with one row per record, best first (by MaxBoxAccV2, then PxAP, then top-1)."""
     rows = [record_row(r) for r in records]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=list(COLUMNS))
-    frame = frame[[c for c in COLUMNS if c in frame.columns]]
+    known = {c for c in frame.columns if c in COLUMNS or c.split("@", 1)[0] in COLUMNS}
+    frame = frame[_ordered([c for c in frame.columns if c in known])]
     keys = [c for c in SORT_BY if c in frame.columns]
     if keys:
         frame = frame.sort_values(keys, ascending=False, kind="stable")

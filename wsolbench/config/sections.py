@@ -1,13 +1,10 @@
-"""Frozen, typed run configuration: validated on construction, hashed stably.
+"""The run configuration's sections: frozen, typed, validated on construction, hashed stably.
 
-A run is described by one :class:`RunConfig` made of small sections. Files
-(YAML or JSON) and ``--set section.key=value`` overrides are applied once, at
-the edge, by :func:`load_config`; the resolved config is saved with every run.
-
-This module is torch-free on purpose: records and leaderboards import it and
-must rebuild without a GPU stack. Names that live in registries (objective,
-backbone, method) are checked against those registries by the runner before any
-work starts.
+A run is described by one :class:`RunConfig` made of small sections; ``method``
+and ``objective`` are axis sections (:mod:`wsolbench.config.axes`) holding a
+registered name and that class's own parameters. Torch-free on purpose. Names
+that live in other registries (backbone, CAM extractor, dataset converter) are
+checked by the runner before any work starts.
 """
 
 from __future__ import annotations
@@ -16,18 +13,13 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
 from typing import Any, get_type_hints
 
+from wsolbench.config.axes import AxisConfig, build_axis
 from wsolbench.errors import ConfigError
-
-#: The community protocol's evaluation resolution (Choe et al., CVPR 2020).
-EVAL_RESOLUTION = 224
-#: ImageNet normalization used by torchvision's pretrained backbones.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from wsolbench.structs import EVAL_RESOLUTION
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -101,6 +93,9 @@ class DataConfig:
     hflip: bool = True
     cache_images: bool = False  # keep decoded images in memory (small datasets: saves a decode per epoch)
     on_bad_image: str = "fail"  # a corrupt or missing image at training time: fail (name it) or skip (count it)
+    # several labels per image (PASCAL VOC): train on the normalized multi-hot target, report mAP and mPxAP.
+    # auto: on when some training image of the manifest has more than one label.
+    multi_label: str = "auto"
     source_options: dict[str, Any] = field(default_factory=dict)  # converter options, e.g. {"cubv2": DIR}
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
@@ -116,6 +111,8 @@ class DataConfig:
             _check(getattr(self, name) >= 1, f"data.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
         _check(self.on_bad_image in ("fail", "skip"), f"data.on_bad_image must be fail or skip, got {self.on_bad_image!r}")
+        _check(self.multi_label in ("auto", "on", "off"),
+               f"data.multi_label must be auto, on or off, got {self.multi_label!r}")
 
 
 @dataclass(frozen=True)
@@ -128,35 +125,6 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check(self.width >= 1, f"model.width must be >= 1, got {self.width}")
-
-
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    """Which training objective, with its hyperparameters (formulas in ``objectives.py``).
-
-    ``normalize_loss_scale`` divides the loss by its scale relative to label
-    smoothing (``1 + lam`` for KL-uniform), so that KL-uniform and label
-    smoothing with the same effective smoothing take identical SGD steps.
-    """
-
-    name: str = "ce"
-    eps: float = 0.1  # label_smoothing
-    beta: float = 0.5  # confidence_penalty
-    lam: float = 0.3  # kl_uniform
-    normalize_loss_scale: bool = False
-
-    def __post_init__(self) -> None:
-        _check(isinstance(self.name, str) and bool(self.name), f"objective.name must be a non-empty string, got {self.name!r}")
-        _check(0.0 <= self.eps < 1.0, f"objective.eps must be in [0, 1), got {self.eps}")
-        _finite_nonneg("objective.beta", self.beta)
-        _finite_nonneg("objective.lam", self.lam)
-
-    def label(self) -> str:
-        """A short human label, e.g. ``kl_uniform(lam=0.3)``."""
-        params = {"label_smoothing": "eps", "confidence_penalty": "beta", "kl_uniform": "lam"}
-        key = params.get(self.name)
-        text = self.name if key is None else f"{self.name}({key}={getattr(self, key):g})"
-        return text + (" [normalized]" if self.normalize_loss_scale else "")
 
 
 @dataclass(frozen=True)
@@ -212,6 +180,8 @@ class EvalConfig:
     loc_contours: str = "largest"  # boxes for Top-1 / GT-known Loc: "largest" contour (CAM, ADL) or "all"
     fixed_threshold: float | None = None  # also report Top-1 / GT-known Loc at this CAM threshold (e.g. 0.15)
     workers: int = 0  # threads for the box / mask metrics (0: one per CPU core, at most 8); numbers do not change
+    cam: str = "cam"  # the CAM extractor (wsolbench.cams.CAMS): native "cam", or the Grad-CAM family
+    cam_stage: str | None = None  # the backbone stage the Grad-CAM family reads (None: the last stage)
 
     def __post_init__(self) -> None:
         _check(16 <= self.resolution <= 2048, f"eval.resolution must be in [16, 2048], got {self.resolution}")
@@ -224,6 +194,7 @@ class EvalConfig:
         _check(self.workers >= 0, f"eval.workers must be >= 0, got {self.workers}")
         _check(self.fixed_threshold is None or 0.0 <= self.fixed_threshold < 1.0,
                f"eval.fixed_threshold must be in [0, 1), got {self.fixed_threshold}")
+        _check(isinstance(self.cam, str) and bool(self.cam), f"eval.cam must be a CAM extractor name, got {self.cam!r}")
 
 
 @dataclass(frozen=True)
@@ -233,10 +204,10 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads on CPU; None keeps torch's default
     deterministic: bool = True
-    method: str = "cam"  # a registered WSOL method (wsolbench.methods)
+    method: AxisConfig = field(default_factory=lambda: build_axis("method", "cam"))  # wsolbench.methods
+    objective: AxisConfig = field(default_factory=lambda: build_axis("objective", "ce"))  # wsolbench.objectives
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -246,6 +217,12 @@ class RunConfig:
                f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        for kind in ("method", "objective"):
+            value = getattr(self, kind)
+            if not isinstance(value, AxisConfig):
+                object.__setattr__(self, kind, build_axis(kind, value))
+            elif value.kind != kind:
+                raise ConfigError(f"{kind} must be a {kind} section, got a {value.kind} section")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -265,10 +242,13 @@ class RunConfig:
         return stable_hash(payload)
 
     def with_name(self) -> RunConfig:
-        """This config with ``name`` filled from the objective when empty."""
+        """This config with ``name`` filled when empty: ``<method>-<objective>``, each with its strength and
+        non-default parameters (``cam-kl_uniform-lam0.3``); the run folder adds the config hash."""
         if self.name:
             return self
-        return dataclasses.replace(self, name=self.objective.name)
+        from wsolbench.config.axes import axis_slug
+
+        return dataclasses.replace(self, name=f"{axis_slug(self.method)}-{axis_slug(self.objective)}")
 
 
 def stable_hash(payload: Any, length: int = 12) -> str:
@@ -278,94 +258,14 @@ def stable_hash(payload: Any, length: int = 12) -> str:
 
 def to_dict(obj: Any) -> Any:
     """A JSON-ready copy of a (nested) config dataclass."""
+    if isinstance(obj, AxisConfig):
+        return obj.to_dict()
     if is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)}
     if isinstance(obj, tuple):
         return [to_dict(v) for v in obj]
     return obj
 
-
-# --------------------------------------------------------------------------- presets
-
-def _smoke() -> RunConfig:
-    return RunConfig(
-        data=DataConfig(input_size=64, batch_size=64, cache_images=True,
-                        synthetic=SyntheticConfig(num_classes=4, n_train=512, n_val=128, n_test=128)),
-        optim=OptimConfig(epochs=3),
-        eval=EvalConfig(resolution=64, threshold_step=0.02),
-    )
-
-
-def _quick() -> RunConfig:
-    return RunConfig(
-        data=DataConfig(input_size=64, batch_size=64, cache_images=True,
-                        synthetic=SyntheticConfig(num_classes=6, n_train=2000, n_val=400, n_test=400)),
-        optim=OptimConfig(epochs=5),
-        eval=EvalConfig(resolution=64, threshold_step=0.01),
-    )
-
-
-def _paper(dataset: str, *, epochs: int, batch_size: int, lr: float, step_every: int, weight_decay: float,
-           backbone: str = "resnet50_wsol") -> RunConfig:
-    """The community training protocol (wsolevaluation ``config.py`` / ``data_loaders.py``, Choe et al. 2020):
-    ImageNet-pretrained backbone with the larger feature map, SGD (momentum 0.9, Nesterov), LR x0.1 every
-    ``step_every`` epochs, new layers at 10x LR; train: resize 256 x 256, random crop 224, flip; val/test:
-    resize 224 x 224; CAM thresholds every 0.001; the last checkpoint is evaluated."""
-    return RunConfig(
-        data=DataConfig(dataset=dataset, input_size=224, resize_size=256, crop="random",
-                        batch_size=batch_size, eval_batch_size=64, num_workers=4),
-        model=ModelConfig(backbone=backbone, pretrained=True, large_feature_map=True),
-        optim=OptimConfig(optimizer="sgd", lr=lr, weight_decay=weight_decay, epochs=epochs, schedule="step",
-                          step_every=step_every, new_layer_lr_mult=10.0),
-        eval=EvalConfig(resolution=EVAL_RESOLUTION, threshold_step=0.001),
-        train=TrainConfig(select="last"),
-    )
-
-
-def _cub_paper() -> RunConfig:
-    # CUB, ResNet-50 CAM: 50 epochs, batch 16, lr 2.3222617e-4, decay every 15 epochs, wd 1e-4: the values of
-    # the wsolevaluation hyperparameter sheet as echoed in public training scripts built on it (the sheet itself
-    # is not public text; protocol notes section 1.1). VGG16: lr 1.268269e-5, batch 32, wd 5e-4 (issue #60).
-    return _paper("cub", epochs=50, batch_size=16, lr=2.3222617e-4, step_every=15, weight_decay=1e-4)
-
-
-def _imagenet_paper() -> RunConfig:
-    # ImageNet: 10 epochs, decay every 3 epochs, batch 32, wd 5e-4 (wsolevaluation's ImageNet schedule);
-    # lr 1.7e-4 for ResNet-50 is our choice within the sheet's range, not a published value: tune it on val.
-    return _paper("imagenet", epochs=10, batch_size=32, lr=1.7e-4, step_every=3, weight_decay=5e-4)
-
-
-def _openimages_paper() -> RunConfig:
-    # OpenImages30k: the wsolevaluation README's example (VGG16 CAM): batch 32, 10 epochs, lr 0.00227913316,
-    # decay every 3 epochs, wd 5e-4; PxAP is its metric.
-    return _paper("openimages", epochs=10, batch_size=32, lr=2.27913316e-3, step_every=3, weight_decay=5e-4,
-                  backbone="vgg16_wsol")
-
-
-def _voc_paper() -> RunConfig:
-    # PASCAL VOC 2012 (mPxAP), as in the entropy-regularization study (Hwang et al., PRL 2023), whose exact
-    # schedule is not public: we use the OpenImages protocol above (masks, 10 epochs, decay every 3) with
-    # ResNet-50; the study's own numbers are therefore not directly comparable.
-    return _paper("voc", epochs=10, batch_size=32, lr=1.7e-4, step_every=3, weight_decay=5e-4)
-
-
-#: Named starting points; ``smoke`` is what CI runs, ``quick`` is ``wsolbench bench``'s default; the
-#: ``*-paper`` presets reproduce the published protocols on the real datasets (they need ``--data-root``).
-PRESETS = {"smoke": _smoke, "quick": _quick, "cub-paper": _cub_paper, "imagenet-paper": _imagenet_paper,
-           "openimages-paper": _openimages_paper, "voc-paper": _voc_paper}
-
-#: The four objectives a bench compares by default (same seed, data order, model, schedule).
-BENCH_OBJECTIVES = ("ce", "label_smoothing", "confidence_penalty", "kl_uniform")
-
-
-def preset(name: str) -> RunConfig:
-    try:
-        return PRESETS[name]()
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r} (known: {', '.join(sorted(PRESETS))})") from None
-
-
-# --------------------------------------------------------------------------- loading
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Coerce a parsed YAML/JSON/CLI value to the annotated type, or raise ConfigError."""
@@ -374,7 +274,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a mapping, got {value!r}")
-        return _build(hint, value, where)
+        return build_section(hint, value, where)
     if origin is tuple or hint is tuple:
         if isinstance(value, str):
             value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
@@ -417,103 +317,20 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
-def _build(cls: type, values: Mapping[str, Any], where: str = "config") -> Any:
+def coerce_fields(cls: type, values: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
+    """``values`` coerced to the annotated field types of dataclass ``cls`` (ConfigError on an unknown key)."""
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where != "config" else k) for k, v in values.items()}
-    return cls(**kwargs)
-
-
-def merge_dicts(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge_dicts(out[key], value)
-        else:
-            out[key] = value
+    out = {}
+    for key, value in values.items():
+        at = f"{where}.{key}" if where != "config" else key
+        out[key] = build_axis(key, value, at) if hints[key] is AxisConfig else _coerce(value, hints[key], at)
     return out
 
 
-def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """``["optim.lr=0.1", "objective.name=kl_uniform"]`` -> nested dict of strings."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            value = raw
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r} conflicts with another override")
-        node[parts[-1]] = value
-    return out
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file into a dict, with one-line errors."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"config file {path} line {exc.lineno}: invalid JSON: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"config file {path}{line}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"config file {path}: the top level must be a mapping, got {type(data).__name__}")
-    return dict(data)
-
-
-def load_config(*, preset_name: str | None = "quick", path: Path | None = None,
-                overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """Resolve preset <- file <- overrides into one validated :class:`RunConfig`.
-
-    A file may name its own starting point with a top-level ``preset:`` key.
-    """
-    data: dict[str, Any] = {}
-    if path is not None:
-        data = read_config_file(path)
-        preset_name = data.pop("preset", preset_name)
-        where = f"config file {path}"
-    else:
-        where = "config"
-    base = to_dict(preset(preset_name)) if preset_name else to_dict(RunConfig())
-    merged = merge_dicts(base, data)
-    if overrides:
-        merged = merge_dicts(merged, overrides)
-    try:
-        return _build(RunConfig, merged)
-    except ConfigError as exc:
-        if path is not None and not str(exc).startswith("config file"):
-            raise ConfigError(f"{where}: {exc}") from None
-        raise
-
-
-def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
-    """Rebuild a config saved in a run record."""
-    return _build(RunConfig, data)
+def build_section(cls: type, values: Mapping[str, Any], where: str = "config") -> Any:
+    """A validated ``cls`` from a (parsed) mapping; every error is one ConfigError line naming the key."""
+    return cls(**coerce_fields(cls, values, where))
