@@ -334,6 +334,52 @@ def test_load_eval_mask_with_ignore(tmp_path: Path) -> None:
         load_eval_mask(m, no_mask, 4)
 
 
+def test_load_eval_class_mask_keeps_classes_and_merges_ignore_like_the_binary_mask(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from wsolbench import imageio
+    from wsolbench.structs import MASK_IGNORE
+
+    root = tmp_path / "d"
+    classes = np.array([[0, 0, 0, 0],
+                        [0, 1, 1, 0],
+                        [0, 2, 255, 0],
+                        [0, 0, 0, 0]], np.uint8)  # c + 1 = class c, 255 void
+    ignore = np.array([[1, 1, 0, 0],
+                       [1, 1, 0, 0],
+                       [0, 0, 0, 0],
+                       [0, 0, 0, 9]], np.uint8)
+    root.mkdir()
+    palette = Image.fromarray(classes, mode="P")
+    palette.putpalette([v for i in range(256) for v in (i, 255 - i, i * 7 % 256)])
+    palette.save(root / "m.png")  # palette indices are kept, not expanded to colour
+    _png(root / "i.png", ignore)
+    _png(root / "img.png", np.zeros((4, 4, 3), np.uint8))
+    sample = Sample("img", "img.png", 0, 4, 4, (), "m.png", "i.png", labels=(0, 1), mask_kind="class_index")
+    write_manifest(root, name="t", root=".", classes=["x", "y"], splits={"val": [sample]})
+    m = load_manifest(root)
+    s = m.split("val")[0]
+    expected = np.array([[255, 255, 0, 0],
+                         [255, 1, 1, 0],
+                         [0, 2, 255, 0],
+                         [0, 0, 0, 255]], np.uint8)  # ignore marks background only; classes win
+    out = mf.load_eval_class_mask(m, s, 4)
+    assert out.dtype == np.uint8 and out.shape == (4, 4)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(mf.load_eval_class_mask(m, s, None), expected)
+    np.testing.assert_array_equal(mf.load_eval_class_mask(m, s, 8), np.kron(expected, np.ones((2, 2), np.uint8)))
+    # The binary mask of the same sample (class 0 = value 1 is the foreground) merges ignore the same way.
+    np.testing.assert_array_equal(load_eval_mask(m, s, 4), np.array([[255, 255, 0, 0],
+                                                                      [255, 1, 1, 0],
+                                                                      [0, 0, 255, 0],
+                                                                      [0, 0, 0, 255]], np.uint8))
+    with pytest.raises(DataError, match="image img2 has no mask"):
+        mf.load_eval_class_mask(m, Sample("img2", "img.png", 0, 4, 4), 4)
+    # One implementation, re-exported from the manifest module; the ignore value is the shared constant.
+    assert mf.load_eval_class_mask is imageio.load_eval_class_mask and mf.load_eval_mask is imageio.load_eval_mask
+    assert mf.IGNORE_VALUE == MASK_IGNORE == 255
+
+
 def test_read_mask_channels(tmp_path: Path) -> None:
     colour = np.zeros((3, 3, 3), np.uint8)
     colour[0, 0, 2] = 200  # only one channel set still counts

@@ -113,8 +113,8 @@ def test_perfect_box_maps_give_hand_computed_accuracies(box_case):
     assert out["MaxBoxAccV2@70"] == V2_AT[70]
     assert out["MaxBoxAccV2"] == pytest.approx(MAX_BOX_ACC_V2)
     assert out["MaxBoxAcc"] == MAX_BOX_ACC
-    assert out["GTKnownLoc"] == MAX_BOX_ACC  # largest contour, best threshold on this split
-    assert "Top1Loc" not in out and "PxAP" not in out
+    assert out["GT-known Loc"] == MAX_BOX_ACC  # largest contour, best threshold on this split
+    assert "Top-1 Loc" not in out and "PxAP" not in out
     thresholds = cam_thresholds(0.01)
     assert out["curves"]["thresholds"] == thresholds.tolist()
     # Binary maps: the same foreground at every threshold, so the curves are flat and the
@@ -122,7 +122,7 @@ def test_perfect_box_maps_give_hand_computed_accuracies(box_case):
     assert out["curves"]["MaxBoxAccV2@70"] == [80.0] * len(thresholds)
     assert out["best_threshold"]["MaxBoxAcc"] == 0.0 and out["best_threshold"]["MaxBoxAccV2"] is None
     assert out["threshold_step"] == 0.01 and out["resolution"] == 224
-    assert out["contours"] == {"MaxBoxAcc": "largest", "MaxBoxAccV2": "all", "GTKnownLoc": "largest"}
+    assert out["contours"] == {"MaxBoxAcc": "largest", "MaxBoxAccV2": "all", "GT-known Loc": "largest"}
     assert (out["n_images"], out["n_missing"], out["n_extra"]) == (5, 0, 0)
     assert out["ground_truth"] == ["boxes"] and out["source"] == {"metadata": str(meta)}
     assert out["loc_threshold"]["selected"].startswith("max GT-known Loc")
@@ -160,9 +160,9 @@ def test_agrees_with_the_accumulators_fed_directly(box_case, batch_size):
         assert out[f"MaxBoxAccV2@{iou}"] == ref.max_box_acc_v2_at(iou)
         assert out["best_threshold"][f"MaxBoxAccV2@{iou}"] == ref.best_threshold(iou, "all")
     index = ref.best_index(50, "largest")
-    assert out["GTKnownLoc"] == ref.gt_known_loc(index) and out["Top1Loc"] == ref.top1_loc(index)
-    assert out["curves"]["Top1Loc"] == ref.curve(50, "largest", top1=True).tolist()
-    assert out["Top1Loc"] <= out["GTKnownLoc"]
+    assert out["GT-known Loc"] == ref.gt_known_loc(index) and out["Top-1 Loc"] == ref.top1_loc(index)
+    assert out["curves"]["Top-1 Loc"] == ref.curve(50, "largest", top1=True).tolist()
+    assert out["Top-1 Loc"] <= out["GT-known Loc"]
 
 
 def test_predictions_add_top1_loc(box_case):
@@ -173,13 +173,13 @@ def test_predictions_add_top1_loc(box_case):
     pred.write_text("test/001/a.jpg,7\ntest/002/b.jpg,1\ntest/002/c.jpg,1\ntest/003/d.jpg,2\n"
                     "test/003/e.jpg,2\nunrelated/z.jpg,4")
     out = run_json("--scoremaps", maps, "--metadata", meta, "--predictions", pred)
-    assert out["GTKnownLoc"] == 80.0 and out["Top1Loc"] == 60.0
-    assert out["best_threshold"]["Top1Loc"] == out["loc_threshold"]["threshold"] == 0.0
-    assert out["contours"]["Top1Loc"] == "largest" and out["n_unused_predictions"] == 1
+    assert out["GT-known Loc"] == 80.0 and out["Top-1 Loc"] == 60.0
+    assert out["best_threshold"]["Top-1 Loc"] == out["loc_threshold"]["threshold"] == 0.0
+    assert out["contours"]["Top-1 Loc"] == "largest" and out["n_unused_predictions"] == 1
     out = run_json("--scoremaps", maps, "--metadata", meta, "--predictions", pred, "--loc-threshold", "0.15")
     assert out["loc_threshold"]["threshold"] == pytest.approx(0.15)
     assert out["loc_threshold"]["selected"] == "fixed (--loc-threshold)"
-    assert out["Top1Loc"] == 60.0
+    assert out["Top-1 Loc"] == 60.0
     line = error_line(invoke("evaluate-cams", "--scoremaps", maps, "--metadata", meta, "--loc-threshold", "0.155"))
     assert "not one of the CAM thresholds" in line
     pred.write_text("test/001/a.jpg,7\n")
@@ -191,8 +191,40 @@ def test_table_output(box_case):
     meta, maps = box_case
     result = invoke("evaluate-cams", "--scoremaps", maps, "--metadata", meta)
     assert result.exit_code == 0, result.stderr
-    for text in ("MaxBoxAccV2@70", "80.00", "93.33", "images 5", "missing 0"):
+    for text in ("MaxBoxAccV2@70", "GT-known Loc", "80.00", "93.33", "images 5", "missing 0"):
         assert text in result.stdout
+
+
+def _assert_metric_keys(report: dict) -> None:
+    from wsolbench.metrics.table import METRIC_KEYS
+
+    metrics = {k for k, v in report.items() if isinstance(v, float) and k != "threshold_step"}
+    metrics |= set(report["best_threshold"])
+    metrics |= set(report.get("contours", ()))
+    assert metrics <= set(METRIC_KEYS), metrics - set(METRIC_KEYS)
+
+
+def test_box_report_keys_are_the_metric_tables(box_case):
+    """One name per metric: the report uses the keys run records use (wsolbench.metrics.table)."""
+    meta, maps = box_case
+    pred = meta.parent / "pred.txt"
+    pred.write_text("".join(f"{i},{LABELS[i]}\n" for i in BOX_IMAGES))
+    report = run_json("--scoremaps", maps, "--metadata", meta, "--predictions", pred)
+    assert {"MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAccV2@30", "MaxBoxAccV2@50", "MaxBoxAccV2@70",
+            "GT-known Loc", "Top-1 Loc"} <= set(report)
+    _assert_metric_keys(report)
+
+
+def test_mask_report_keys_are_the_metric_tables(mask_case, multiclass_case):
+    meta, root, maps, _, _ = mask_case
+    report = run_json("--scoremaps", maps, "--metadata", meta, "--mask-root", root, "--resolution", MR)
+    assert {"PxAP", "PIoU"} <= set(report)
+    _assert_metric_keys(report)
+    meta, root, maps = multiclass_case
+    report = run_json("--scoremaps", maps, "--metadata", meta, "--mask-root", root, "--multiclass",
+                      "--resolution", 4, "--threshold-step", 0.5)
+    assert "mPxAP" in report
+    _assert_metric_keys(report)
 
 
 def test_missing_and_extra_maps(box_case):
@@ -472,6 +504,32 @@ def test_multiclass_missing_pairs_and_bad_folders(multiclass_case):
     assert out["mPxAP"] == pytest.approx(100 * (PXAP_0 + PXAP_1) / 2, rel=1e-12)
     (maps / "cat").mkdir()
     assert "is not a class index" in error_line(invoke(*args))
+
+
+def test_class_masks_merge_the_ignore_map_into_background_only(multiclass_case, tmp_path):
+    """Manifest class masks are imageio.load_eval_class_mask's; metadata ones merge ignore the same way."""
+    from wsolbench.manifest import load_eval_class_mask, load_manifest
+
+    meta, root, _ = multiclass_case
+    ignore = np.zeros((4, 4), np.uint8)
+    ignore[:2, 1:3] = 255  # over class 0 at (0, 1) and (1, 1), background at (0, 2) and (1, 2)
+    assert cv2.imwrite(str(root / "seg/1_ignore.png"), ignore)
+    expected = MC_MASKS["im/1.jpg"].copy()
+    expected[(ignore != 0) & (expected == 0)] = V
+    write(meta, "localization.txt", ["im/1.jpg,seg/1.png,seg/1_ignore.png", "im/2.jpg,seg/2.png,"])
+    gt = load_ground_truth(metadata=meta, mask_root=root)
+    np.testing.assert_array_equal(gt.class_mask("im/1.jpg", 4), expected)
+    np.testing.assert_array_equal(gt.class_mask("im/1.jpg", 8), np.kron(expected, np.ones((2, 2), np.uint8)))
+    samples = [Sample("im/1.jpg", "img/1.jpg", 0, 4, 4, (), "seg/1.png", "seg/1_ignore.png"),
+               Sample("im/2.jpg", "img/2.jpg", 0, 4, 4, (), "seg/2.png")]
+    write_manifest(tmp_path / "m", name="voc-mini", root=str(root), classes=["a", "b", "c"], splits={"val": samples})
+    gt = load_ground_truth(manifest=tmp_path / "m", split="val")
+    manifest = load_manifest(tmp_path / "m")
+    for resolution in (4, 8):
+        np.testing.assert_array_equal(gt.class_mask("im/1.jpg", resolution),
+                                      load_eval_class_mask(manifest, manifest.split("val")[0], resolution))
+    np.testing.assert_array_equal(gt.class_mask("im/1.jpg", 4), expected)
+    np.testing.assert_array_equal(gt.class_mask("im/2.jpg", 4), MC_MASKS["im/2.jpg"])
 
 
 def test_multiclass_manifest_label_sets_come_from_label_and_mask(tmp_path):

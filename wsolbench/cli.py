@@ -309,7 +309,9 @@ def evaluate(run: Path, sets: tuple[str, ...], cam: str | None, device: str | No
     if as_json:
         click.echo(json.dumps(result, indent=1))
     else:
-        click.echo(json.dumps({split: result[split]["summary"] for split in ("val", "test") if split in result},
+        conventions = result["selection"]["conventions"]
+        click.echo(json.dumps({"cam": conventions["cam"], "cam_stage": conventions["cam_stage"],
+                               **{split: result[split]["summary"] for split in ("val", "test") if split in result}},
                               indent=1))
 
 
@@ -357,6 +359,41 @@ def leaderboard(runs_dir: Path, output_dir: Path | None) -> None:
     _print_leaderboard(frame)
 
 
+def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(metric, value %, best threshold)`` rows of an evaluate-cams report, headline metrics then per-class PxAP.
+
+    The headline metrics are the metric table's percentages present in the
+    report, in table order, under their table keys.
+    """
+    from wsolbench.metrics.table import METRICS
+
+    rows = []
+    best = report.get("best_threshold", {})
+    for m in METRICS:
+        if m.unit == "%" and m.key in report:
+            t = best.get(m.key)
+            rows.append((m.key, f"{report[m.key]:.2f}", "-" if t is None else f"{t:.3f}"))
+    names = report.get("class_names")
+    for c, value in report.get("PxAP_per_class", {}).items():
+        if value is not None:
+            label = f"PxAP class {c}" + (f" ({names[int(c)]})" if names else "")
+            rows.append((label, f"{value:.2f}", "-"))
+    return rows
+
+
+def summary_footer(report: dict[str, Any]) -> str:
+    """One line of the options that produced an evaluate-cams ``report``."""
+    parts = [f"images {report['n_images']}", f"missing {report['n_missing']}", f"extra {report['n_extra']}",
+             f"resolution {report['resolution']}", f"threshold step {report['threshold_step']:g}"]
+    if "n_pairs" in report:
+        parts.insert(1, f"(image, class) pairs {report['n_pairs']}")
+    loc = report.get("loc_threshold")
+    if loc:
+        parts.append(f"Loc at threshold {loc['threshold']:.3f} ({loc['selected']}; IoU {loc['iou']}, "
+                     f"{loc['contours']} contour)")
+    return ", ".join(parts)
+
+
 @cli.command("evaluate-cams")
 @click.option("--scoremaps", type=click.Path(path_type=Path), required=True,
               help="Folder of <image_id>.npy score maps (float32/float64, in [0, 1]); "
@@ -394,9 +431,8 @@ def evaluate_cams(scoremaps: Path, manifest_dir: Path | None, split: str | None,
     from rich.markup import escape
     from rich.table import Table
 
-    from wsolbench.config import EVAL_RESOLUTION
     from wsolbench.scoremaps import evaluate_cams as run_evaluation
-    from wsolbench.scoremaps import summary_footer, summary_rows
+    from wsolbench.structs import EVAL_RESOLUTION
 
     report = run_evaluation(
         scoremaps=scoremaps, manifest=manifest_dir, split=split, metadata=metadata_dir, mask_root=mask_root,

@@ -12,10 +12,10 @@ the file and line (:func:`scan_manifest` instead collects every problem, for
 order of wsolevaluation's ``localization.txt``; the metrics use the +1
 (inclusive-pixel) IoU convention on them.
 
-Torch-free on purpose (the standard library only; image and mask decoding,
-which needs numpy, OpenCV and Pillow, lives in :mod:`wsolbench.imageio` and is
-re-exported here): records, reports and dataset converters import this module
-without a GPU stack. The atomic-write helpers of :mod:`wsolbench._io` are
+Torch-free on purpose (numpy, OpenCV, Pillow and the standard library only):
+records, reports and dataset converters import this module without a GPU stack.
+Image and mask decoding lives beside it in :mod:`wsolbench.imageio`, whose
+names are re-exported here. The atomic-write helpers of :mod:`wsolbench._io` are
 re-exported too.
 """
 

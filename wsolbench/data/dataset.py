@@ -43,8 +43,8 @@ from torchvision.transforms import v2
 
 from wsolbench.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig
 from wsolbench.errors import DataError
-from wsolbench import manifest as _manifest  # TEMP until load_eval_class_mask lands
-from wsolbench.manifest import Manifest, Sample, load_eval_mask, read_image
+from wsolbench.imageio import load_eval_class_mask, load_eval_mask, read_image
+from wsolbench.manifest import Manifest, Sample
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class ManifestDataset(Dataset):
             item["target"] = hot.float() / hot.sum()
         if self.has_class_masks:
             assert self.mask_resolution is not None
-            item["class_mask"] = torch.from_numpy(_manifest.load_eval_class_mask(self.manifest, sample, self.mask_resolution))
+            item["class_mask"] = torch.from_numpy(load_eval_class_mask(self.manifest, sample, self.mask_resolution))
         return item
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -17,7 +17,9 @@ import numpy as np
 
 from wsolbench._io import atomic_write_bytes
 from wsolbench.errors import ConfigError, DataError, OutputError
-from wsolbench.manifest import IGNORE_VALUE, Manifest, Sample, load_eval_mask, load_manifest, read_image
+from wsolbench.imageio import load_eval_mask, read_image
+from wsolbench.manifest import Manifest, Sample, load_manifest
+from wsolbench.structs import MASK_IGNORE
 
 FOREGROUND_RGB = (0, 210, 0)
 IGNORE_RGB = (230, 0, 230)
@@ -35,7 +37,7 @@ def _annotated(manifest: Manifest, sample: Sample) -> np.ndarray:
         except DataError:
             gt = None
         if gt is not None and gt.shape == image.shape[:2]:
-            for value, colour in ((1, FOREGROUND_RGB), (IGNORE_VALUE, IGNORE_RGB)):
+            for value, colour in ((1, FOREGROUND_RGB), (MASK_IGNORE, IGNORE_RGB)):
                 where = gt == value
                 image[where] = (image[where] * (1 - _ALPHA) + np.array(colour) * _ALPHA).astype(np.uint8)
     thickness = max(1, round(max(image.shape[:2]) / 200))

@@ -26,20 +26,18 @@ import numpy as np
 
 from wsolbench.data.sources.common import default_jobs, parallel_map
 from wsolbench.errors import DataError, ManifestError
-from wsolbench.manifest import (
-    IGNORE_VALUE,
+from wsolbench.imageio import (
     TRIMAP_BACKGROUND,
     TRIMAP_FOREGROUND,
     TRIMAP_IGNORE,
-    Manifest,
-    Sample,
     decode_mask,
     read_image,
     read_index_mask,
     read_mask,
-    scan_manifest,
 )
+from wsolbench.manifest import Manifest, Sample, scan_manifest
 from wsolbench.progress import NullProgress, Progress
+from wsolbench.structs import MASK_IGNORE
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ def _check_mask(manifest: Manifest, sample: Sample, where: str, problems: list[s
             if sample.mask_kind in ("trimap", "class_index"):
                 values = read_index_mask(mask_path)
                 allowed = ({TRIMAP_FOREGROUND, TRIMAP_BACKGROUND, TRIMAP_IGNORE} if sample.mask_kind == "trimap"
-                           else set(range(manifest.num_classes + 1)) | {IGNORE_VALUE})
+                           else set(range(manifest.num_classes + 1)) | {MASK_IGNORE})
                 unknown = sorted(set(np.unique(values).tolist()) - allowed)
                 if unknown:
                     problems.append(f"{where}: {sample.mask_kind} mask {mask_path} has values {unknown[:8]} "
@@ -108,7 +106,7 @@ def _check_mask(manifest: Manifest, sample: Sample, where: str, problems: list[s
 def _describe(kind: str, num_classes: int) -> str:
     if kind == "trimap":
         return "1 foreground, 2 background, 3 ignore"
-    return f"0 background, 1..{num_classes} classes, {IGNORE_VALUE} void"
+    return f"0 background, 1..{num_classes} classes, {MASK_IGNORE} void"
 
 
 def _check_sample(manifest: Manifest, sample: Sample, where: str, decode: bool) -> tuple[list[str], list[str], int]:

@@ -9,7 +9,7 @@ value is an ordinary labelled pixel (of a class not being scored).
 
 An update adds ``(image, class)`` pairs: the image's score map for class ``c``
 and the image's class-index mask. The caller adds one pair per class of the
-image's *image-level label set* (``wsolbench.scoremaps`` documents how that
+image's *image-level label set* (``wsolbench.scoremaps.groundtruth`` documents how that
 set is read). For a pair, positive pixels are those labelled ``c``
 (``mask == c + 1``) and negative pixels every other non-void pixel
 (``mask != c + 1`` and ``mask != 255``); the pair's score histograms (the PxAP

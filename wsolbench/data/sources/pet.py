@@ -45,7 +45,8 @@ from wsolbench.data.sources.common import (
     register_source,
 )
 from wsolbench.errors import DataError, ManifestError
-from wsolbench.manifest import TRIMAP_BACKGROUND, TRIMAP_FOREGROUND, TRIMAP_IGNORE, Sample, read_index_mask
+from wsolbench.imageio import TRIMAP_BACKGROUND, TRIMAP_FOREGROUND, TRIMAP_IGNORE, read_index_mask
+from wsolbench.manifest import Sample
 from wsolbench.progress import Progress
 
 VAL_PER_CLASS = 10

@@ -51,7 +51,9 @@ from wsolbench.data.sources.common import (
     sizes_or_fail,
 )
 from wsolbench.errors import ConfigError, ManifestError
-from wsolbench.manifest import IGNORE_VALUE, Sample, read_index_mask
+from wsolbench.imageio import read_index_mask
+from wsolbench.manifest import Sample
+from wsolbench.structs import MASK_IGNORE
 from wsolbench.progress import Progress
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -139,7 +141,7 @@ def convert_voc(root: Path, out: Path, *, progress: Progress, jobs: int, val_siz
                 raise ManifestError(f"{mask}: size {values.shape[1]}x{values.shape[0]} differs from the image's "
                                     f"{width}x{height}")
             present = {int(v) - 1 for v in np.unique(values) if 1 <= v <= len(VOC_CLASSES)}
-            bad = sorted(int(v) for v in np.unique(values) if v > len(VOC_CLASSES) and v != IGNORE_VALUE)
+            bad = sorted(int(v) for v in np.unique(values) if v > len(VOC_CLASSES) and v != MASK_IGNORE)
             if bad:
                 raise ManifestError(f"{mask}: values {bad} are neither a class (1..20), background (0) nor void "
                                     "(255)")

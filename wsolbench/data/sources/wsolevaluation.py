@@ -46,7 +46,9 @@ import cv2
 import numpy as np
 
 from wsolbench.errors import ConfigError, DataError, ManifestError
-from wsolbench.manifest import IGNORE_VALUE, Box, Sample, read_file_bytes
+from wsolbench.imageio import read_file_bytes
+from wsolbench.manifest import Box, Sample
+from wsolbench.structs import MASK_IGNORE
 
 IMAGE_IDS = "image_ids.txt"
 CLASS_LABELS = "class_labels.txt"
@@ -426,5 +428,5 @@ def load_eval_mask(split: MetadataSplit, sample: MetadataSample, resolution: int
     if ignore_path is not None:
         ignore = read_grayscale_nonzero(ignore_path, "ignore map").astype(np.uint8)
         ignore = cv2.resize(ignore, size, interpolation=cv2.INTER_NEAREST) != 0
-        out[ignore & ~foreground] = IGNORE_VALUE
+        out[ignore & ~foreground] = MASK_IGNORE
     return out
