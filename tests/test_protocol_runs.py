@@ -166,12 +166,16 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(t
     assert len(partial["history"]) == 1 and not (folder / "record.json").exists()
 
 
-def test_distributed_data_parallel_on_cpu_with_gloo(tmp_path):
-    path, cfg = _config(tmp_path, **{"optim.epochs": 1, "train.checkpoint_every": 0})
+@pytest.mark.parametrize("method", ["cam", plugin_method.NAME])
+def test_distributed_data_parallel_on_cpu_with_gloo(tmp_path, method):
+    """Two processes; the test method has two phases in which different parameters get gradients."""
+    path, cfg = _config(tmp_path, **{"optim.epochs": 1, "train.checkpoint_every": 0, "method.name": method})
     prepare_manifest(cfg, tmp_path)  # generate the data once, outside the timed launch
     env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(_WITH_TEST_METHOD.replace("; ", "\n"))
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "wsolbench.cli", "train", "-c", str(path), "--device", "cpu",
+                             str(launcher), "train", "-c", str(path), "--device", "cpu",
                              "--output-dir", str(tmp_path / "ddp"), "--no-progress"],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -116,7 +116,7 @@ def _run_options(func: Any) -> Any:
         click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
                      help="Starting configuration (default: quick, or the config file's own 'preset:')."),
         click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
-                     help="A YAML or JSON config file (sections: data, model, objective, optim, eval)."),
+                     help="A YAML or JSON config file (sections: data, model, method, objective, optim, eval, train)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Override one config value, e.g. --set optim.lr=0.01 (repeatable)."),
         click.option("--output-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
@@ -227,8 +227,8 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
           objectives: tuple[tuple[str, ...], ...], cam: str | None) -> None:
     """Train and evaluate methods x objectives under one identical protocol; write a leaderboard and a plot.
 
-    On the built-in synthetic data by default (preset 'quick'; 'smoke' for CI). ``--set objective.lam=1``
-    goes to every objective of the bench that has ``lam`` (likewise ``method.*``); a parameter none of
+    On the built-in synthetic data by default (preset 'quick'; 'smoke' for CI). '--set objective.lam=1'
+    goes to every objective of the bench that has 'lam' (likewise 'method.*'); a parameter none of
     them has is refused.
     """
     from wsolbench._io import ensure_writable_dir

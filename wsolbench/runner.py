@@ -193,7 +193,7 @@ def _train(cfg: RunConfig, manifest: Manifest, out: Path, device: torch.device, 
                                         info=info), cfg.eval)
 
     callbacks = []
-    if cfg.train.select == "best" or (cfg.train.tensorboard and info.is_main):
+    if cfg.train.select == "best" or cfg.train.tensorboard:  # every rank evaluates (the merge is collective)
         callbacks.append(BestOnVal(score_val, method=method, path=out / BEST_FILE,
                                    keep_best=cfg.train.select == "best", write=info.is_main))
     if cfg.train.tensorboard and info.is_main:
@@ -245,7 +245,8 @@ def _wrap(method: WsolMethod, cfg: RunConfig, device: torch.device, info: ddp.Di
     model: torch.nn.Module = method
     if info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
-            method, device_ids=[device.index] if device.type == "cuda" else None)
+            method, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=method.find_unused_parameters or len(method.phases) > 1)
     if cfg.train.compile:
         model = torch.compile(model)
     return model

@@ -87,6 +87,9 @@ class WsolMethod(nn.Module):
 
     #: Names of the optimization phases, in the order they run for every batch.
     phases: tuple[str, ...] = ("main",)
+    #: Some parameters get no gradient in some steps (a branch used only sometimes): DistributedDataParallel
+    #: must then look for unused parameters (always on for methods with several phases).
+    find_unused_parameters: bool = False
 
     def __init__(self, net: CamBackbone, objective: Objective, config: Any = None) -> None:
         super().__init__()
