@@ -121,7 +121,7 @@ def test_second_bench_reuses_and_leaderboard_rebuilds(smoke_runs, tmp_path):
     assert pd.read_csv(out / "leaderboard.csv").shape[0] == len(BENCH_OBJECTIVES)
 
 
-@pytest.mark.parametrize("command", [[], ["bench"], ["train"], ["evaluate"], ["leaderboard"], ["presets"],
+@pytest.mark.parametrize("command", [[], ["bench"], ["train"], ["evaluate"], ["leaderboard"], ["presets"], ["methods"],
                                      ["evaluate-cams"], ["data"], ["data", "prepare"], ["data", "verify"]])
 def test_help(command):
     result = invoke(*command, "--help")
@@ -200,3 +200,15 @@ def test_help_lists_the_registries():
     text = invoke("bench", "--help").output
     for name in [*CAMS.names(), *OBJECTIVES.names()]:
         assert name in text
+
+
+def test_methods_lists_every_registered_method_with_its_defaults():
+    from wsolbench.methods import METHODS
+
+    listed = json.loads(invoke("methods", "--json").stdout)
+    assert sorted(listed) == METHODS.names()
+    for name, row in listed.items():
+        config = METHODS.get(name).Config()
+        assert row["params"] == {k: getattr(config, k) for k in row["params"]} and row["phases"]
+    assert "Zhou et al." in listed["cam"]["summary"]
+    assert invoke("methods").exit_code == 0

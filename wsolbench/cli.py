@@ -342,6 +342,34 @@ def presets(as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print every method's parameters and defaults as JSON.")
+def methods(as_json: bool) -> None:
+    """List the registered WSOL methods (--method) with their paper, phases and parameter defaults."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from wsolbench.config import to_dict
+    from wsolbench.methods import METHODS
+
+    rows = {}
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        rows[name] = {"summary": doc[0] if doc else "", "phases": list(cls.phases), "params": to_dict(cls.Config())}
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    table = Table(title="wsolbench methods (--method NAME --set method.PARAM=VALUE)")
+    for col in ("method", "paper / summary", "phases", "parameters (defaults)"):
+        table.add_column(col)
+    for name, row in rows.items():
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items()) or "-"
+        table.add_row(name, row["summary"], ", ".join(row["phases"]), params)
+    console = Console() if Console().is_terminal else Console(width=200)
+    console.print(table)
+
+
+@cli.command()
 @click.argument("runs_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--output-dir", type=click.Path(path_type=Path), default=None,
               help="Where to write the leaderboard (default: RUNS_DIR).")

@@ -9,7 +9,10 @@ from wsolbench.methods.base import METHODS, StepContext, WsolMethod
 
 @METHODS.register("cam")
 class VanillaCam(WsolMethod):
-    """No extra loss or input change: the baseline every WSOL method is compared with. No parameters."""
+    """Vanilla CAM (Zhou et al., CVPR 2016): the objective alone, no extra loss or input change.
+
+    The baseline every WSOL method is compared with; no parameters; every backbone.
+    """
 
     def training_step(self, batch: dict[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
         logits = self.net(batch["image"])
