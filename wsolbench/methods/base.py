@@ -111,7 +111,9 @@ class WsolMethod(nn.Module):
     def localization_maps(self, x: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:
         """``(logits (B, K), maps (B, h, w))``: the native CAM (Zhou et al., CVPR 2016) of ``classes``."""
         feats = self.net.forward_features(x)
-        return self.net.forward_head(feats), cam_from_features(feats.float(), self.net.head_weight.float(), classes)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # float32 maps under AMP too
+            maps = cam_from_features(feats.float(), self.net.head_weight.float(), classes)
+        return self.net.forward_head(feats), maps
 
     def classify(self, x: Tensor) -> Tensor:
         """Logits ``(B, K)`` as the Grad-CAM family sees the model (the backbone's forward)."""
