@@ -167,4 +167,7 @@ def axis_slug(axis: AxisConfig) -> str:
 
 
 def _fmt(value: Any) -> str:
+    """A parameter value for labels and run names: ``0.3``, ``4``, lists as ``0+16+32``."""
+    if isinstance(value, (list, tuple)):
+        return "+".join(_fmt(v) for v in value)
     return f"{value:g}" if isinstance(value, float) else str(value)

@@ -97,6 +97,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, phases: Sequence[Ph
     start = time.perf_counter() - meter.seconds
     step = start_step
     distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # correct, entropy since the last flush
     part_sums: dict[str, torch.Tensor] = {}
 
@@ -121,7 +122,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, phases: Sequence[Ph
         n = y.shape[0]
         total = 0.0
         for k, phase in enumerate(phases):
-            ctx = step_context(seed=seed, epoch=epoch, step=step, phase=phase.name, num_classes=num_classes)
+            ctx = step_context(seed=seed, epoch=epoch, step=step, phase=phase.name, num_classes=num_classes,
+                               rank=rank)
             with amp.autocast():
                 out = model(batch, ctx)
             loss = out["loss"]

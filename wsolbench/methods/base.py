@@ -59,13 +59,14 @@ class StepContext:
     num_classes: int
 
 
-def step_seed(seed: int, epoch: int, step: int, phase: str) -> int:
-    """A 63-bit seed from (seed, epoch, step, phase): a function of the position only, not of history."""
-    return mix_seed(seed, epoch, step, zlib.crc32(phase.encode()))
+def step_seed(seed: int, epoch: int, step: int, phase: str, rank: int = 0) -> int:
+    """A 63-bit seed from (seed, epoch, step, phase) and, in a distributed run, the rank: a function of the
+    position only, not of history (each rank draws its own masks for its own images)."""
+    return mix_seed(seed, epoch, step, zlib.crc32(phase.encode()), *((rank,) if rank else ()))
 
 
-def step_context(*, seed: int, epoch: int, step: int, phase: str, num_classes: int) -> StepContext:
-    generator = torch.Generator().manual_seed(step_seed(seed, epoch, step, phase))
+def step_context(*, seed: int, epoch: int, step: int, phase: str, num_classes: int, rank: int = 0) -> StepContext:
+    generator = torch.Generator().manual_seed(step_seed(seed, epoch, step, phase, rank))
     return StepContext(epoch=epoch, step=step, phase=phase, generator=generator, num_classes=num_classes)
 
 
