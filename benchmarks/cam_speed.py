@@ -11,9 +11,9 @@ extractor once, so that a change in the machine's load hits all alike; the
 Score-CAM family runs in the first three rounds only) and the ratio to the
 native CAM's median.
 
-    python benchmarks/cams_speed.py                                  # CPU: small_cnn, 64 x 64, batch 64
-    python benchmarks/cams_speed.py --names cam,gradcam,gradcampp,xgradcam,layercam,scorecam
-    python benchmarks/cams_speed.py --device cuda --backbone resnet50 --size 224 --scorecam-batch 512
+    python benchmarks/cam_speed.py                                  # CPU: small_cnn, 64 x 64, batch 64
+    python benchmarks/cam_speed.py --names cam,gradcam,gradcampp,xgradcam,layercam,scorecam
+    python benchmarks/cam_speed.py --device cuda --backbone resnet50 --size 224 --scorecam-batch 512
 
 Score-CAM's cost is ``B * C`` extra forward passes of masked images
 (``C`` = channels of the target stage), ``--scorecam-batch`` at a time.
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--names", default="cam,gradcam,scorecam", help="comma-separated CAMS names")
+    parser.add_argument("--names", default="cam,gradcam,gradcampp,xgradcam,layercam,scorecam", help="comma-separated CAMS names")
     parser.add_argument("--repeat", type=int, default=10, help="timing rounds (the Score-CAM family: at most 3)")
     parser.add_argument("--scorecam-batch", type=int, default=None,
                         help="masked images per forward for the Score-CAM family (default: torchcam's 32)")
@@ -95,7 +95,8 @@ def main() -> None:
     for name in names:
         seconds = statistics.median(times[name])
         lib = f"{info[name]['library']} {info[name]['library_version']}"
-        print(f"  {name:16s} {seconds * 1e3:10.1f} ms/batch  x {seconds / native:7.1f} the native CAM"
+        print(f"  {name:16s} {seconds * 1e3:10.1f} ms/batch  {args.batch / seconds:9.1f} maps/s"
+              f"  x {seconds / native:7.1f} the native CAM's time"
               f"   ({lib}, stage {info[name]['target_stage']}, {len(times[name])} calls)")
 
 
