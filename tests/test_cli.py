@@ -207,8 +207,9 @@ def test_methods_lists_every_registered_method_with_its_defaults():
 
     listed = json.loads(invoke("methods", "--json").stdout)
     assert sorted(listed) == METHODS.names()
+    from wsolbench.config import to_dict
+
     for name, row in listed.items():
-        config = METHODS.get(name).Config()
-        assert row["params"] == {k: getattr(config, k) for k in row["params"]} and row["phases"]
+        assert row["params"] == to_dict(METHODS.get(name).Config()) and row["phases"]
     assert "Zhou et al." in listed["cam"]["summary"]
     assert invoke("methods").exit_code == 0
