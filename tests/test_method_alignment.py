@@ -5,17 +5,14 @@ defaults per backbone; end to end with two objectives."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
 
 from wsolbench.backbones import create_backbone
 from wsolbench.cams.native import cam_from_features
-from wsolbench.cli import cli
 from wsolbench.engine.state import load_weights, save_weights
 from wsolbench.errors import ConfigError
 from wsolbench.methods import create_method, step_context
@@ -206,27 +203,3 @@ def test_weights_survive_save_and_load_and_the_tap_keeps_no_state(tmp_path):
     assert set(other.state_dict()) == set(method.state_dict())
     assert all(torch.equal(other.state_dict()[k], v) for k, v in method.state_dict().items())
     assert not any(k.startswith("net.taps.") for k in method.state_dict())  # parameter-free dropout
-
-
-TINY = ["--preset", "smoke", "--threads", "1", "--set", "data.synthetic.n_train=96", "--set",
-        "data.synthetic.n_val=40", "--set", "data.synthetic.n_test=40", "--set", "data.synthetic.num_classes=3",
-        "--set", "model.width=8", "--set", "optim.epochs=1", "--no-progress"]
-METRICS = ("top1", "MaxBoxAcc", "MaxBoxAccV2", "GT-known Loc", "Top-1 Loc", "PxAP")
-
-
-@pytest.mark.slow
-def test_bench_trains_and_evaluates_alignment_with_two_objectives(tmp_path):
-    # warm_epochs 0: the one epoch trains with every loss
-    result = CliRunner().invoke(cli, ["bench", *TINY, "--method", "alignment", "--objective", "ce,kl_uniform",
-                                      "--set", "method.warm_epochs=0", "--output-dir", str(tmp_path)],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/record.json"))]
-    assert len(records) == 2
-    assert {r["summary"]["objective"].split("(")[0] for r in records} == {"ce", "kl_uniform"}
-    for record in records:
-        summary = record["summary"]
-        assert summary["method"].split("(")[0] == "alignment" and record["config"]["method"]["name"] == "alignment"
-        assert record["config"]["method"]["warm_epochs"] == 0
-        for key in METRICS:
-            assert 0 <= summary[key] <= 100, (key, summary[key])

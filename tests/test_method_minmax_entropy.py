@@ -6,17 +6,14 @@ unless asked; the map is the localizer's; its parameters survive save + load; en
 from __future__ import annotations
 
 import itertools
-import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
 from torch import nn
 
 from wsolbench.backbones import create_backbone
-from wsolbench.cli import cli
 from wsolbench.engine.state import load_weights, save_weights
 from wsolbench.errors import ConfigError
 from wsolbench.methods import create_method, step_context
@@ -239,27 +236,3 @@ def test_invalid_settings_are_one_line_config_errors(params, words):
     with pytest.raises(ConfigError) as err:
         _minmax(**params)
     assert words in str(err.value) and "\n" not in str(err.value)
-
-
-TINY = ["--preset", "smoke", "--threads", "1", "--set", "data.synthetic.n_train=96", "--set",
-        "data.synthetic.n_val=40", "--set", "data.synthetic.n_test=40", "--set", "data.synthetic.num_classes=3",
-        "--set", "model.width=8", "--set", "optim.epochs=1", "--no-progress"]
-METRICS = ("top1", "MaxBoxAcc", "MaxBoxAccV2", "GT-known Loc", "Top-1 Loc", "PxAP")
-
-
-@pytest.mark.slow
-def test_bench_trains_and_evaluates_minmax_entropy_with_two_objectives(tmp_path):
-    # erase_start_epoch 1: the one epoch trains with recursive erasing
-    result = CliRunner().invoke(cli, ["bench", *TINY, "--method", "minmax_entropy", "--objective", "ce,kl_uniform",
-                                      "--set", "method.erase_start_epoch=1", "--output-dir", str(tmp_path)],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/record.json"))]
-    assert len(records) == 2
-    assert {r["summary"]["objective"].split("(")[0] for r in records} == {"ce", "kl_uniform"}
-    for record in records:
-        summary = record["summary"]
-        assert summary["method"].split("(")[0] == "minmax_entropy"
-        assert record["config"]["method"]["name"] == "minmax_entropy"
-        for key in METRICS:
-            assert 0 <= summary[key] <= 100, (key, summary[key])

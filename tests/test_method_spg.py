@@ -4,17 +4,14 @@ guidance; placement per backbone family; the branches survive save + load; end t
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
 
 from wsolbench.backbones import create_backbone
 from wsolbench.cams.native import normalize_minmax
-from wsolbench.cli import cli
 from wsolbench.engine.state import load_weights, save_weights
 from wsolbench.errors import ConfigError
 from wsolbench.methods import create_method, step_context
@@ -162,24 +159,3 @@ def test_branches_survive_save_and_load(tmp_path):
     own = method.state_dict()
     assert {k.split(".")[0] for k in own} >= {"b1_in", "b2_in", "b_shared", "head_c", "net"}
     assert all(torch.equal(other.state_dict()[k], v) for k, v in own.items())
-
-
-TINY = ["--preset", "smoke", "--threads", "1", "--set", "data.synthetic.n_train=96", "--set",
-        "data.synthetic.n_val=40", "--set", "data.synthetic.n_test=40", "--set", "data.synthetic.num_classes=3",
-        "--set", "model.width=8", "--set", "optim.epochs=1", "--no-progress"]
-METRICS = ("top1", "MaxBoxAcc", "MaxBoxAccV2", "GT-known Loc", "Top-1 Loc", "PxAP")
-
-
-@pytest.mark.slow
-def test_bench_trains_and_evaluates_spg_with_two_objectives(tmp_path):
-    result = CliRunner().invoke(cli, ["bench", *TINY, "--method", "spg", "--objective", "ce,kl_uniform",
-                                      "--output-dir", str(tmp_path)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/record.json"))]
-    assert len(records) == 2
-    assert {r["summary"]["objective"].split("(")[0] for r in records} == {"ce", "kl_uniform"}
-    for record in records:
-        summary = record["summary"]
-        assert summary["method"] == "spg" and record["config"]["method"]["name"] == "spg"
-        for key in METRICS:
-            assert 0 <= summary[key] <= 100, (key, summary[key])

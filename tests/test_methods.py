@@ -138,3 +138,34 @@ def test_a_method_with_its_own_maps_is_read_by_the_native_extractor():
         feats = method.net.forward_features(batch["image"])
         head = torch.einsum("bchw,bc->bhw", feats, method.net.fc.weight[batch["label"]])
     torch.testing.assert_close(maps, -head, rtol=1e-5, atol=1e-5)
+
+
+TINY = ["--preset", "smoke", "--threads", "1", "--set", "data.synthetic.n_train=96", "--set",
+        "data.synthetic.n_val=40", "--set", "data.synthetic.n_test=40", "--set", "data.synthetic.num_classes=3",
+        "--set", "model.width=8", "--set", "optim.epochs=1", "--no-progress"]
+#: Settings that let one epoch reach every loss of a method (their published warm-ups are longer).
+ONE_EPOCH = {"alignment": ["--set", "method.warm_epochs=0"], "minmax_entropy": ["--set", "method.erase_start_epoch=1"]}
+BOUNDED = ("top1", "MaxBoxAcc", "MaxBoxAccV2", "GT-known Loc", "Top-1 Loc", "PxAP")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in METHODS.names() if n != plugin_method.NAME])
+def test_bench_trains_and_evaluates_every_method_with_two_objectives(name, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from wsolbench.cli import cli
+
+    result = CliRunner().invoke(cli, ["bench", *TINY, *ONE_EPOCH.get(name, []), "--method", name,
+                                      "--objective", "ce,kl_uniform", "--output-dir", str(tmp_path)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/record.json"))]
+    assert len(records) == 2
+    assert {r["config"]["objective"]["name"] for r in records} == {"ce", "kl_uniform"}
+    for record in records:
+        summary = record["summary"]
+        assert summary["method"].split("(")[0] == name and record["config"]["method"]["name"] == name
+        for key in BOUNDED:
+            assert 0 <= summary[key] <= 100, (key, summary[key])
