@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from wsolbench.errors import MetricInputError
-from wsolbench.metrics.base import Accumulator, ExactSum, exact_add, Outcomes, PerImage, Summed, concat, exact_value, frozen
+from wsolbench.metrics.base import Accumulator, ExactSum, exact_add, Outcomes, PerImage, Summed, concat, exact_value
 from wsolbench.metrics.protocol import entropy
 from wsolbench.metrics.validate import check_image_ids, check_probs
 
