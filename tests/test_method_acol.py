@@ -14,21 +14,12 @@ from wsolbench.errors import ConfigError
 from wsolbench.methods import create_method, step_context
 from wsolbench.methods.acol import StageKeeper, erase_above, fuse_maps
 from wsolbench.objectives import build_objective
+from method_fixtures import K, tiny_batch as _batch, tiny_method
 
-K = 3
 
 
 def _acol(seed: int = 0, **params):
-    torch.manual_seed(seed)
-    net = create_backbone("small_cnn", num_classes=K, width=4)
-    return create_method({"name": "acol", **params}, net=net, objective=build_objective("ce"))
-
-
-def _batch(n: int = 2):
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(n, 3, 32, 32, generator=gen)
-    y = torch.arange(n) % K
-    return {"image": x, "label": y, "target": y}
+    return tiny_method("acol", seed, **params)
 
 
 def test_erase_above_zeroes_exactly_the_cells_at_or_above_the_threshold():

@@ -12,28 +12,15 @@ from wsolbench.backbones import create_backbone, tap_key
 from wsolbench.cams.native import cam_from_features
 from wsolbench.engine.state import load_weights, save_weights
 from wsolbench.errors import ConfigError
-from wsolbench.methods import create_method, step_context
+from wsolbench.methods import create_method
 from wsolbench.methods.adl import AttentionDropout, drop_mask, self_attention
 from wsolbench.objectives import build_objective
+from method_fixtures import K, main_ctx as _ctx, tiny_batch as _batch, tiny_method
 
-K = 3
 
 
 def _adl(seed: int = 0, **params):
-    torch.manual_seed(seed)
-    net = create_backbone("small_cnn", num_classes=K, width=4)
-    return create_method({"name": "adl", **params}, net=net, objective=build_objective("ce"))
-
-
-def _batch(n: int = 2):
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(n, 3, 32, 32, generator=gen)
-    y = torch.arange(n) % K
-    return {"image": x, "label": y, "target": y}
-
-
-def _ctx(step: int = 0):
-    return step_context(seed=0, epoch=1, step=step, phase="main", num_classes=K)
+    return tiny_method("adl", seed, **params)
 
 
 def _features():

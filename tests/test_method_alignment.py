@@ -18,21 +18,12 @@ from wsolbench.errors import ConfigError
 from wsolbench.methods import create_method, step_context
 from wsolbench.methods.alignment import alignment_losses, attentive_drop_mask, norm_map, similarity_maps
 from wsolbench.objectives import build_objective
+from method_fixtures import K, tiny_batch as _batch, tiny_method
 
-K = 3
 
 
 def _alignment(seed: int = 0, objective: str = "ce", **params):
-    torch.manual_seed(seed)
-    net = create_backbone("small_cnn", num_classes=K, width=4)
-    return create_method({"name": "alignment", **params}, net=net, objective=build_objective(objective))
-
-
-def _batch(n: int = 2):
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(n, 3, 32, 32, generator=gen)
-    y = torch.arange(n) % K
-    return {"image": x, "label": y, "target": y}
+    return tiny_method("alignment", seed, objective, **params)
 
 
 def _ctx(epoch: int = 1, step: int = 0):

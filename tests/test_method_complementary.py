@@ -10,11 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wsolbench.backbones import create_backbone
 from wsolbench.cams.native import cam_from_features, normalize_minmax
 from wsolbench.engine.state import load_weights, save_weights
 from wsolbench.errors import ConfigError
-from wsolbench.methods import create_method, step_context
 from wsolbench.methods.complementary import (
     ChannelAssistedAttention,
     SpatialSelfAttention,
@@ -23,26 +21,11 @@ from wsolbench.methods.complementary import (
     draw_boxes,
     fusion_loss,
 )
-from wsolbench.objectives import build_objective
-
-K = 3
+from method_fixtures import main_ctx as _ctx, tiny_batch as _batch, tiny_method
 
 
 def _complementary(seed: int = 0, **params):
-    torch.manual_seed(seed)
-    net = create_backbone("small_cnn", num_classes=K, width=4)
-    return create_method({"name": "complementary", **params}, net=net, objective=build_objective("ce"))
-
-
-def _batch(n: int = 2):
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(n, 3, 32, 32, generator=gen)
-    y = torch.arange(n) % K
-    return {"image": x, "label": y, "target": y}
-
-
-def _ctx(step: int = 0):
-    return step_context(seed=0, epoch=1, step=step, phase="main", num_classes=K)
+    return tiny_method("complementary", seed, **params)
 
 
 def test_box_masks_are_exactly_the_half_open_boxes():

@@ -8,21 +8,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wsolbench.backbones import create_backbone
 from wsolbench.cams.native import cam_from_features
 from wsolbench.engine.state import load_weights, save_weights
 from wsolbench.errors import ConfigError
-from wsolbench.methods import create_method, step_context
 from wsolbench.methods.has import draw_hidden, expand_cells, hide
-from wsolbench.objectives import build_objective, soft_targets
-
-K = 3
+from wsolbench.objectives import soft_targets
+from method_fixtures import K, main_ctx as _ctx, tiny_method
 
 
 def _has(seed: int = 0, **params):
-    torch.manual_seed(seed)
-    net = create_backbone("small_cnn", num_classes=K, width=4)
-    return create_method({"name": "has", **params}, net=net, objective=build_objective("ce"))
+    return tiny_method("has", seed, **params)
 
 
 def _batch(n: int = 2, size: int = 32):
@@ -30,10 +25,6 @@ def _batch(n: int = 2, size: int = 32):
     x = torch.randn(n, 3, size, size, generator=gen)
     y = torch.arange(n) % K
     return {"image": x, "label": y, "target": y}
-
-
-def _ctx(step: int = 0):
-    return step_context(seed=0, epoch=1, step=step, phase="main", num_classes=K)
 
 
 def test_expand_cells_hides_exactly_the_chosen_cells_cut_at_the_border():
