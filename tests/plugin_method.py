@@ -58,10 +58,12 @@ if NAME not in METHODS:
             return {"loss": sum(parts.values()), **parts, "logits": logits}
 
         def localization_maps(self, x, classes):
-            feats = self.net.forward_features(x).float()
+            feats = self.net.forward_features(x)
             logits = self.net.forward_head(feats)
-            maps = (cam_from_features(feats, self.net.head_weight.float(), classes)
-                    + cam_from_features(feats, (self.aux.weight * self.gate).float(), classes))
+            with torch.autocast(device_type=x.device.type, enabled=False):  # float32 maps (the contract)
+                feats = feats.float()
+                maps = (cam_from_features(feats, self.net.head_weight.float(), classes)
+                        + cam_from_features(feats, (self.aux.weight * self.gate).float(), classes))
             return logits, maps
 
         def param_groups(self, lr, new_layer_lr_mult, phase="main"):

@@ -244,9 +244,7 @@ def _wrap(method: WsolMethod, cfg: RunConfig, device: torch.device, info: ddp.Di
     """The module the training loop calls: the method, inside DDP when distributed, compiled on request."""
     model: torch.nn.Module = method
     if info.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(
-            method, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=method.find_unused_parameters or len(method.phases) > 1)
+        model = ddp.wrap(method, device)
     if cfg.train.compile:
         model = torch.compile(model)
     return model

@@ -63,6 +63,16 @@ def merge_across_ranks(info: DistInfo, acc: Any) -> Any:
     return merged
 
 
+def wrap(method: Any, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
+    """``method`` (a WsolMethod) inside DistributedDataParallel on the current process group.
+
+    Unused parameters are searched for when the method says some may get no gradient in a step, and when
+    it trains in several phases (each phase's forward uses only part of the parameters)."""
+    return torch.nn.parallel.DistributedDataParallel(
+        method, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=method.find_unused_parameters or len(method.phases) > 1)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from wsolbench.config import RunConfig, axis_label
+from wsolbench.config.axes import strength_of
 from wsolbench.engine import distributed as ddp
 from wsolbench.engine.device import AmpPolicy
 from wsolbench.manifest import Manifest
@@ -25,12 +26,20 @@ def axes(cfg: RunConfig) -> dict[str, Any]:
             "objective": axis_label(cfg.objective), "cam": cfg.eval.cam, "seed": cfg.seed}
 
 
+def strengths(cfg: RunConfig) -> dict[str, Any]:
+    """The bare class names and the objective's strength (name and value; None for ``ce``), for sweeps and plots."""
+    name = strength_of(cfg.objective)
+    value = getattr(cfg.objective.params, name) if name else None
+    return {"method_name": cfg.method.name, "objective_name": cfg.objective.name, "strength_name": name,
+            "strength": value}
+
+
 def run_record(cfg: RunConfig, manifest: Manifest, method: WsolMethod, *, device: torch.device, amp: AmpPolicy,
                info: ddp.DistInfo, **fields: Any) -> dict[str, Any]:
     """A record dict (schema header first); ``fields`` are the run's own sections (status, history, val,
     test, selection, timings, ...). The summary holds the axes and the test split's headline numbers."""
     version = code_version()
-    summary = {"name": cfg.name, **axes(cfg), "config_hash": cfg.config_hash(),
+    summary = {"name": cfg.name, **axes(cfg), **strengths(cfg), "config_hash": cfg.config_hash(),
                "code_version": code_version_label(version)}
     if "test" in fields:
         summary.update(fields["test"]["summary"])
