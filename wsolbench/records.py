@@ -36,6 +36,7 @@ from wsolbench.errors import DataError, OutputError
 SCHEMA_VERSION = 2
 RECORD_KIND = "wsolbench-run"
 RECORD_FILE = "record.json"
+GALLERY_FILE = "gallery-test.npz"  # score maps of a few test images, for reports
 
 _LIBRARIES = ("torch", "torchvision", "torchcam", "numpy", "opencv-python-headless", "pandas", "scikit-learn")
 
@@ -125,11 +126,51 @@ def outcomes_path(run_dir: Path, split: str) -> Path:
     return Path(run_dir) / f"outcomes-{split}.npz"
 
 
-def write_outcomes(run_dir: Path, split: str, arrays: dict[str, np.ndarray]) -> Path:
-    """Write one split's per-image outcome arrays (``np.savez_compressed``) atomically beside the record."""
+def _write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    return atomic_write_bytes(outcomes_path(run_dir, split), buffer.getvalue())
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_outcomes(run_dir: Path, split: str, arrays: dict[str, np.ndarray]) -> Path:
+    """Write one split's per-image outcome arrays (``np.savez_compressed``) atomically beside the record."""
+    return _write_arrays(outcomes_path(run_dir, split), arrays)
+
+
+def write_gallery(run_dir: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write the test gallery (arrays of :mod:`wsolbench.engine.gallery`) atomically beside the record."""
+    return _write_arrays(Path(run_dir) / GALLERY_FILE, arrays)
+
+
+def load_gallery(run_dir: Path) -> list[dict[str, Any]]:
+    """The kept test images of a run, one dict each: image_id, role (sample / best / worst), label,
+    predicted, map (R, R) float32 in [0, 1] (8-bit levels), image (R, R, 3) uint8 RGB, boxes (b, 4) at
+    R x R, and mask / ignore (R, R) bool when the split has masks. DataError when the file is missing."""
+    import cv2
+
+    path = Path(run_dir) / GALLERY_FILE
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise DataError(f"gallery {path} does not exist (the run kept no score maps: eval.gallery = 0, "
+                        "or it was made before galleries existed)") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"gallery {path} cannot be read: {exc}") from None
+    res = int(arrays["resolution"])
+    out = []
+    for i, image_id in enumerate(arrays["image_ids"]):
+        lo, hi = arrays["image_offsets"][i], arrays["image_offsets"][i + 1]
+        b0, b1 = arrays["box_offsets"][i], arrays["box_offsets"][i + 1]
+        item = {"image_id": str(image_id), "role": str(arrays["role"][i]), "label": int(arrays["label"][i]),
+                "predicted": int(arrays["predicted"][i]), "map": arrays["maps"][i].astype(np.float32) / 255.0,
+                "image": cv2.cvtColor(cv2.imdecode(arrays["images"][lo:hi], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB),
+                "boxes": arrays["boxes"][b0:b1], "threshold": float(arrays["threshold"])}
+        for key, name in (("masks", "mask"), ("mask_ignore", "ignore")):
+            if key in arrays:
+                item[name] = np.unpackbits(arrays[key][i])[: res * res].reshape(res, res).astype(bool)
+        out.append(item)
+    return out
 
 
 def load_outcomes(run_dir: Path, split: str) -> dict[str, np.ndarray]:

@@ -34,6 +34,7 @@ from wsolbench.data.synthetic import build_synthetic
 from wsolbench.engine import AmpPolicy, SplitEvaluation, TrainingDiverged, build_phases, evaluate_split, resolve_device
 from wsolbench.engine import distributed as ddp
 from wsolbench.engine.evaluate import is_multi_label
+from wsolbench.engine.gallery import gallery_arrays
 from wsolbench.engine.loop import BestOnVal, Checkpointer, TensorBoard, fit
 from wsolbench.engine.record import run_record
 from wsolbench.engine.selection import evaluation_block, outcome_arrays, val_score
@@ -43,7 +44,7 @@ from wsolbench.manifest import Manifest, load_manifest
 from wsolbench.methods import WsolMethod, create_method
 from wsolbench.objectives import build_objective
 from wsolbench.progress import NullProgress, Progress
-from wsolbench.records import RECORD_FILE, load_record, write_outcomes, write_record
+from wsolbench.records import RECORD_FILE, load_outcomes, load_record, write_gallery, write_outcomes, write_record
 
 CHECKPOINT_FILE = "checkpoint.pt"  # resumable training state, removed once the run is complete
 MODEL_FILE = "model.pt"  # the whole method state evaluated on test (last or best-on-val)
@@ -230,7 +231,8 @@ def _train(cfg: RunConfig, manifest: Manifest, out: Path, device: torch.device, 
                         skipped_images=sum(int(h.get("skipped", 0)) for h in state.history),
                         timings={"data": t_data, "train": t_train, "eval": t_eval,
                                  "total": time.perf_counter() - t0},
-                        checkpoint=MODEL_FILE, outcomes=_write_outcomes(out, (val, test), evals, cfg, info))
+                        checkpoint=MODEL_FILE, outcomes=_write_outcomes(out, (val, test), evals, cfg, info),
+                        gallery=_write_gallery(out, method, manifest, cfg, device, amp, evals, info))
     record_path = out / RECORD_FILE
     if info.is_main:
         write_record(record_path, record, overwrite=True)
@@ -261,6 +263,19 @@ def _write_outcomes(out: Path, evaluations: tuple[SplitEvaluation, ...], evals: 
             name = write_outcomes(out, ev.split, outcome_arrays(ev, chosen, cfg.eval)).name
         files[ev.split] = name
     return files
+
+
+def _write_gallery(out: Path, method: WsolMethod, manifest: Manifest, cfg: RunConfig, device: torch.device,
+                   amp: AmpPolicy, evals: dict[str, Any], info: ddp.DistInfo) -> str | None:
+    """The test gallery beside the record (rank 0; after the outcomes, whose IoUs pick the best and worst
+    images); returns its file name, or None when the run keeps none."""
+    if not info.is_main:
+        return None
+    chosen = evals["selection"].get("threshold")
+    outcomes = load_outcomes(out, "test")
+    arrays = gallery_arrays(method, manifest, cfg, device=device, amp=amp, outcomes=outcomes,
+                            threshold=chosen["threshold"] if chosen else None)
+    return None if arrays is None else write_gallery(out, arrays).name
 
 
 def evaluate_run(run_path: Path, *, eval_overrides: dict[str, Any] | None = None, device: str | None = None,

@@ -182,6 +182,8 @@ class EvalConfig:
     workers: int = 0  # threads for the box / mask metrics (0: one per CPU core, at most 8); numbers do not change
     cam: str = "cam"  # the CAM extractor (wsolbench.cams.CAMS): native "cam", or the Grad-CAM family
     cam_stage: str | None = None  # the backbone stage the Grad-CAM family reads (None: the last stage)
+    gallery: int = 16  # test images whose score maps a run keeps for reports (the same sample in every run)
+    gallery_extremes: int = 4  # also keep this run's best and worst test images by IoU (each this many)
 
     def __post_init__(self) -> None:
         _check(16 <= self.resolution <= 2048, f"eval.resolution must be in [16, 2048], got {self.resolution}")
@@ -195,6 +197,27 @@ class EvalConfig:
         _check(self.fixed_threshold is None or 0.0 <= self.fixed_threshold < 1.0,
                f"eval.fixed_threshold must be in [0, 1), got {self.fixed_threshold}")
         _check(isinstance(self.cam, str) and bool(self.cam), f"eval.cam must be a CAM extractor name, got {self.cam!r}")
+        _check(self.gallery >= 0 and self.gallery_extremes >= 0,
+               f"eval.gallery and eval.gallery_extremes must be >= 0, got {self.gallery}, {self.gallery_extremes}")
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """What one run asks of a Ray cluster (``wsolbench bench --executor ray``): CPUs and GPUs per run.
+
+    Where a run executes does not change its numbers, so this section is not in the config hash.
+    None: 1 CPU (``threads`` when set), and 1 GPU when the run's device is CUDA (or ``auto`` on a
+    cluster with GPUs), else none. Fractions share a device (``num_gpus: 0.5``: two runs per GPU).
+    """
+
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("num_cpus", "num_gpus"):
+            value = getattr(self, name)
+            _check(value is None or (math.isfinite(value) and value >= 0),
+                   f"resources.{name} must be a number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -211,6 +234,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)  # not hashed: where, not what
 
     def __post_init__(self) -> None:
         _check(self.device in DEVICES or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
@@ -238,7 +262,9 @@ class RunConfig:
         payload["data"].pop("root")  # where the raw files are does not change the numbers
         train = payload.pop("train")  # how a run is carried out, except the checkpoint choice
         payload["select"] = train["select"]
-        payload["eval"].pop("workers")  # how fast, not what
+        for key in ("workers", "gallery", "gallery_extremes"):  # how fast, and what is kept for reports: not what
+            payload["eval"].pop(key)
+        payload.pop("resources")  # where a run executes, not what it computes
         return stable_hash(payload)
 
     def with_name(self) -> RunConfig:
