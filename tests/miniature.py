@@ -36,6 +36,13 @@ def png(path: Path, array: np.ndarray, palette: list[int] | None = None) -> Path
     return path
 
 
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    """Cut a file to its first ``keep`` fraction: a JPEG whose header still reads but whose data does not decode."""
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+    return path
+
+
 def write(path: Path, lines: list[str], newline_at_end: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + ("\n" if newline_at_end and lines else ""))
@@ -65,10 +72,10 @@ def make_cub(tmp: Path, *, per_class: int = 6, segmentations: bool = True) -> di
             split.append(f"{image_id} {int(is_train)}")
             x, y, w, h = 2.0 + k, 3.0, 20.5, 15.0
             if image_id == 2:
-                w = 60.0  # sticks out of the image: clipped to the width
+                w = width - x  # x + w == width: the right edge on the border is inside (not clipped, no problem)
             boxes.append(f"{image_id} {x:.1f} {y:.1f} {w:.1f} {h:.1f}")
-            expected[rel] = {"label": c - 1, "train": is_train, "size": (width, height),
-                             "box": (x, y, min(x + w, width), y + h)}
+            expected[rel] = {"label": c - 1, "train": is_train, "size": (width, height), "id": image_id,
+                             "box": (x, y, x + w, y + h)}
             if segmentations:
                 mask = np.zeros((height, width), np.uint8)
                 mask[5:20, 4:24] = 200  # confident foreground
@@ -134,10 +141,9 @@ def make_imagenet(tmp: Path, *, kaggle: bool = False, per_class_val: int = 3) ->
             jpeg(root / "val" / f"{stem}.JPEG", width, height, seed=500 + n)
             objects = [(wnid, (1, 2, 20, 25))]
             if k == 1:
-                objects.append((wnid, (10, 10, 40, 27)))  # xmax beyond the width: clipped
+                objects.append((wnid, (10, 10, width, 27)))  # xmax on the right border: inside, kept as written
             val[f"val/{stem}.JPEG"] = {"label": WNIDS.index(wnid), "size": (width, height),
-                                       "boxes": [(float(b[0]), float(b[1]), float(min(b[2], width)), float(b[3]))
-                                                 for _, b in objects]}
+                                       "boxes": [tuple(float(v) for v in b) for _, b in objects]}
             if kaggle:
                 rows.append(stem + "," + " ".join(f"{w} {b[0]} {b[1]} {b[2]} {b[3]}" for w, b in objects))
             else:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from miniature import CUB_CLASSES, make_cub, make_cubv2, write
 
-from wsolbench.data.sources import SOURCES, prepare
+from wsolbench.data.sources import SOURCES, DataProblems, prepare
 from wsolbench.errors import ConfigError, ManifestError
 from wsolbench.manifest import load_eval_mask, load_manifest
 
@@ -21,7 +21,7 @@ def cub(tmp_path: Path) -> dict:
 def test_registered_with_its_options() -> None:
     source = SOURCES.get("cub")
     assert [o.flag for o in source.options] == ["--cubv2", "--cubv2-metadata", "--segmentations", "--val-per-class",
-                                                "--seed"]
+                                                "--seed", "--clip-boxes", "--headers-only"]
 
 
 def test_conventions_ids_labels_boxes_and_holdout(cub: dict, tmp_path: Path) -> None:
@@ -39,11 +39,11 @@ def test_conventions_ids_labels_boxes_and_holdout(cub: dict, tmp_path: Path) -> 
         e = expected[s.image_id]
         assert s.label == e["label"] and (s.width, s.height) == e["size"]
         assert e["train"] == (s in val)
-        assert s.boxes == (e["box"],)  # (x, y, w, h) -> (x, y, x + w, y + h), clipped
+        assert s.boxes == (e["box"],)  # (x, y, w, h) -> (x, y, x + w, y + h)
         assert s.mask_kind == "soft" and m.mask_path(s).is_file()
         assert s.path == "images/" + s.image_id
-    assert m.info["clipped_boxes"] == 1
-    # 1-based ids: image 2 (the clipped one) is a test image
+    assert m.info["clipped_boxes"] == 0
+    # 1-based ids: image 2 (x + w == width, its right edge on the border) is a test image, kept as written
     two = next(s for s in test if s.image_id.endswith("_2.jpg"))
     assert two.boxes[0][2] == two.width
     # the hold-out is seeded: same seed, same val; another seed, another val
@@ -88,20 +88,42 @@ def test_cubv2_label_must_match_folder(cub: dict, tmp_path: Path) -> None:
     images, meta = make_cubv2(tmp_path / "v2")
     labels = (meta / "class_labels.txt").read_text().replace(",0", ",2", 1)
     (meta / "class_labels.txt").write_text(labels)
-    with pytest.raises(ManifestError, match="disagrees with its folder"):
+    with pytest.raises(DataProblems, match="disagrees with the image's folder") as info:
         prepare("cub", root=cub["root"], out=tmp_path / "m", options={"cubv2": images, "cubv2_metadata": meta})
+    [problem] = info.value.problems
+    assert problem.file == str(meta / "class_labels.txt") and problem.image == "001.Black_footed_Albatross/1000.jpg"
 
 
 def test_errors_name_file_and_line(cub: dict, tmp_path: Path) -> None:
     boxes = cub["root"] / "bounding_boxes.txt"
     lines = boxes.read_text().splitlines()
     lines[3] = "4 1.0 2.0 abc 4.0"
+    lines[5] = "99 1.0 2.0 3.0 4.0"  # image 6 has no line then, and 99 is nobody
+    lines[7] = lines[2]  # image 3 twice, image 8 not at all
     write(boxes, lines)
-    with pytest.raises(ManifestError, match=r"bounding_boxes\.txt line 4: w 'abc' is not a finite number"):
+    with pytest.raises(DataProblems) as info:
+        prepare("cub", root=cub["root"], out=tmp_path / "m", options={"val_per_class": 1})
+    name = {e["id"]: rel for rel, e in cub["images"].items()}
+    assert [str(p) for p in info.value.problems] == [
+        f"{boxes} line 4: image {name[4]}: w 'abc' is not a finite number",
+        f"{boxes} line 6: image_id 99 is not in images.txt",
+        f"{boxes} line 8: image {name[3]}: image_id 3 is listed twice (first at line 3)",
+        f"{boxes}: image {name[6]}: no line for image_id 6",
+        f"{boxes}: image {name[8]}: no line for image_id 8",
+    ]
+    assert not (tmp_path / "m").exists()
+
+
+def test_unreadable_images_txt_is_the_one_problem(cub: dict, tmp_path: Path) -> None:
+    (cub["root"] / "images.txt").write_bytes(b"1 \xff\xfe.jpg\n")
+    with pytest.raises(DataProblems) as info:
         prepare("cub", root=cub["root"], out=tmp_path / "m")
-    lines[3] = "99 1.0 2.0 3.0 4.0"
-    write(boxes, lines)
-    with pytest.raises(ManifestError, match=r"bounding_boxes\.txt line 4: image_id 99 is not in images\.txt"):
+    assert [str(p) for p in info.value.problems] == [f"{cub['root'] / 'images.txt'}: not UTF-8 text"]
+
+
+def test_missing_images_txt_stops_at_once(cub: dict, tmp_path: Path) -> None:
+    (cub["root"] / "images.txt").unlink()
+    with pytest.raises(ManifestError, match="no images.txt; --root must be the CUB_200_2011 folder"):
         prepare("cub", root=cub["root"], out=tmp_path / "m")
 
 

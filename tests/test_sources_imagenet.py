@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from miniature import WNIDS, make_imagenet, make_imagenetv2
+from miniature import WNIDS, make_imagenet, make_imagenetv2, truncate
 
-from wsolbench.data.sources import prepare
-from wsolbench.errors import ConfigError, ManifestError
+from wsolbench.data.sources import DataProblems, prepare
+from wsolbench.errors import ConfigError
 
 
 def _check_test(m, expected: dict) -> None:
@@ -34,7 +34,7 @@ def test_labels_are_sorted_wnid_indices_and_boxes_kept(tmp_path: Path, kaggle: b
     _check_test(m, raw["val"])
     for s in m.split("val"):
         assert list(s.boxes) == raw["val"][s.image_id]["boxes"]
-    assert m.info["clipped_boxes"] >= 1
+    assert m.info["clipped_boxes"] == 0  # xmax == width (on the border) is inside
     assert m.split("test")[0].image_id.startswith("val/ILSVRC2012_val_")
 
 
@@ -52,18 +52,48 @@ def test_imagenetv2_val(tmp_path: Path) -> None:
 
 def test_missing_boxes_and_bad_options(tmp_path: Path) -> None:
     raw = make_imagenet(tmp_path / "raw")
-    (raw["image_root"] / "val" / "ILSVRC2012_val_00000002.xml").unlink()
-    with pytest.raises(ManifestError, match=r"no boxes for 1 of 9 val images: ILSVRC2012_val_00000002\.xml"):
-        prepare("imagenet", root=raw["root"], out=tmp_path / "m")
+    xml = raw["image_root"] / "val" / "ILSVRC2012_val_00000002.xml"
+    xml.unlink()
+    with pytest.raises(DataProblems) as info:
+        prepare("imagenet", root=raw["root"], out=tmp_path / "m", options={"val_per_class": 1})
+    assert [str(p) for p in info.value.problems] == [
+        f"{xml}: image val/ILSVRC2012_val_00000002.JPEG: the box file does not exist"]
     with pytest.raises(ConfigError, match="needs --imagenetv2-metadata"):
         prepare("imagenet", root=raw["root"], out=tmp_path / "m", options={"val_source": "imagenetv2"})
     with pytest.raises(ConfigError, match="must be one of auto, imagenetv2, test-holdout"):
         prepare("imagenet", root=raw["root"], out=tmp_path / "m", options={"val_source": "v3"})
 
 
-def test_broken_xml_names_the_file(tmp_path: Path) -> None:
+def test_every_fault_of_the_val_annotations_at_once(tmp_path: Path) -> None:
+    """A broken XML, an unknown WNID, a box outside its image, one with negative width, a missing image and a
+    corrupt one: one run names all six, each with its file and image id."""
     raw = make_imagenet(tmp_path / "raw")
-    xml = raw["image_root"] / "val" / "ILSVRC2012_val_00000004.xml"
-    xml.write_text("<annotation><object><name>n01440764</name></object></annotation>")
-    with pytest.raises(ManifestError, match=r"ILSVRC2012_val_00000004\.xml: object 1 lacks <name> or <bndbox>"):
-        prepare("imagenet", root=raw["root"], out=tmp_path / "m")
+    val = raw["image_root"] / "val"
+    stem = "ILSVRC2012_val_{:08d}".format
+    (val / f"{stem(4)}.xml").write_text("<annotation><object><name>n01440764</name></object></annotation>")
+    _rewrite(val / f"{stem(1)}.xml", "<name>n01440764</name>", "<name>n99999999</name>")
+    _rewrite(val / f"{stem(2)}.xml", "<xmax>33</xmax>", "<xmax>45</xmax>")  # width 33
+    _rewrite(val / f"{stem(7)}.xml", "<xmin>1</xmin>", "<xmin>30</xmin>")  # xmax 20: negative width
+    (val / f"{stem(8)}.JPEG").unlink()
+    truncate(val / f"{stem(9)}.JPEG")
+    with pytest.raises(DataProblems) as info:
+        prepare("imagenet", root=raw["root"], out=tmp_path / "m", options={"val_per_class": 1})
+    found = {(p.file, p.image): p.message for p in info.value.problems}
+    image = "val/{}.JPEG".format
+    assert len(info.value.problems) == 6, info.value.problems
+    assert found[(str(val / f"{stem(4)}.xml"), image(stem(4)))] == "object 1 lacks <name> or <bndbox>"
+    assert found[(str(val / f"{stem(1)}.xml"), image(stem(1)))] == "class 'n99999999' is not a train folder"
+    assert found[(str(val / f"{stem(2)}.xml"), image(stem(2)))].startswith(
+        "n01440764 box (10, 10, 45, 27) lies outside the image (33x28)")
+    assert found[(str(val / f"{stem(7)}.xml"), image(stem(7)))] == (
+        "n02102040 box (30, 2, 20, 25) has a negative width (-10)")
+    assert found[(str(val / f"{stem(8)}.xml"), image(stem(8)))] == (
+        f"image file {val / stem(8)}.JPEG does not exist (its boxes are here)")
+    assert found[(str(val / f"{stem(9)}.JPEG"), image(stem(9)))].startswith("image file cannot be decoded")
+    assert not (tmp_path / "m").exists()
+
+
+def _rewrite(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))

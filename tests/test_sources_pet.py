@@ -67,3 +67,23 @@ def test_trimap_of_another_size_is_reported(tmp_path: Path) -> None:
     reasons = {b["image"]: b["reason"] for b in m.info["bad_images"]}
     assert "is 5x5, the image" in reasons[name]
     assert name not in {s.image_id for s in m.split("test")}
+
+
+def test_annotation_list_problems_are_reported_together(tmp_path: Path) -> None:
+    from miniature import write
+
+    from wsolbench.data.sources import DataProblems
+
+    raw = make_pet(tmp_path / "raw")
+    listing = raw["root"] / "annotations" / "test.txt"
+    lines = listing.read_text().splitlines()
+    lines[0] = lines[0].split()[0] + " x 1 1"  # a CLASS-ID that is not a number
+    lines.append(lines[1])  # an image listed twice
+    write(listing, lines)
+    with pytest.raises(DataProblems) as info:
+        prepare("pet", root=raw["root"], out=tmp_path / "m", options={"val_per_class": 1})
+    first, second = lines[0].split()[0], lines[1].split()[0]
+    assert [str(p) for p in info.value.problems] == [
+        f"{listing} line 1: image {first}: CLASS-ID 'x' is not an integer",
+        f"{listing} line {len(lines)}: image {second}: image {second!r} is listed twice (first at line 2)",
+    ]

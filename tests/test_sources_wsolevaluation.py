@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from miniature import CUB_CLASSES, jpeg, make_cub, make_cubv2, write
 
-from wsolbench.data.sources import SOURCES, prepare, prepare_source, split_summary
+from wsolbench.data.sources import SOURCES, DataProblems, prepare, prepare_source, split_summary
 from wsolbench.errors import ConfigError
 from wsolbench.manifest import load_manifest
 
@@ -25,7 +25,7 @@ def _cub_metadata(tmp: Path) -> tuple[Path, Path]:
                 ids.append(image_id)
                 labels.append(f"{image_id},{c}")
                 sizes.append(f"{image_id},32,24")
-                loc.append(f"{image_id},1,2,40,20")  # x1 beyond the width: clipped
+                loc.append(f"{image_id},1,2,40,20")  # x1 beyond the width: a problem, or clipped with --clip-boxes
         write(meta / split / "image_ids.txt", ids, newline_at_end=False)
         write(meta / split / "class_labels.txt", labels)
         write(meta / split / "image_sizes.txt", sizes)
@@ -43,8 +43,15 @@ def test_metadata_with_a_split_root(tmp_path: Path) -> None:
     (meta / "val").mkdir()
     for f in v2_meta.iterdir():
         (meta / "val" / f.name).write_bytes(f.read_bytes())
-    m = prepare("wsolevaluation", root=images, out=tmp_path / "m",
-                options={"metadata_root": meta, "split_root": [f"val={v2_images}"]})
+    options = {"metadata_root": meta, "split_root": [f"val={v2_images}"]}
+    with pytest.raises(DataProblems) as info:
+        prepare("wsolevaluation", root=images, out=tmp_path / "m", options=options)
+    loc = meta / "test" / "localization.txt"
+    assert [(p.file, p.line, p.image) for p in info.value.problems] == [
+        (str(loc), k + 1, f"{cls}/test_0.jpg") for k, cls in enumerate(CUB_CLASSES)]
+    assert all("lies outside the image (32x24)" in p.message for p in info.value.problems)
+    assert not (tmp_path / "m").exists()
+    m = prepare("wsolevaluation", root=images, out=tmp_path / "m", options={**options, "clip_boxes": True})
     assert m.classes == CUB_CLASSES  # from the folder names
     assert {k: len(v) for k, v in m.splits.items()} == {"train": 6, "val": 6, "test": 3}
     assert all(not s.boxes for s in m.split("train"))  # train carries labels only

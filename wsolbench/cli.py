@@ -503,6 +503,9 @@ def _source_command(name: str) -> click.Command:
                      help="The manifest folder to write (new, empty, or an earlier manifest)."),
         click.Option(["--jobs"], type=int, default=None, help="Threads reading image headers and masks."),
         click.Option(["--per-class"], is_flag=True, help="Also print the images of every class per split."),
+        click.Option(["--max-problems"], type=click.IntRange(min=0), default=50, show_default=True,
+                     help="When the raw data has problems (all are found in one run; no manifest is written, "
+                          "exit 2): print at most this many, then how many more (0: print all)."),
         click.Option(["--progress/--no-progress"], default=True, show_default=True),
     ]
     types = {"path": click.Path(path_type=Path), "int": int, "str": str}
@@ -516,11 +519,23 @@ def _source_command(name: str) -> click.Command:
             params.append(click.Option([opt.flag], type=kind, default=opt.default, help=opt.help,
                                        show_default=opt.default is not None))
 
-    def callback(root: Path, out: Path, jobs: int | None, per_class: bool, progress: bool, **options: Any) -> None:
-        from wsolbench.data.sources import prepare
+    def callback(root: Path, out: Path, jobs: int | None, per_class: bool, max_problems: int, progress: bool,
+                 **options: Any) -> None:
+        from wsolbench.data.sources import DataProblems, prepare
+        from wsolbench.data.sources.problems import format_problems
+        from wsolbench.errors import DataError
 
-        manifest = prepare(name, root=root, out=out, options=options, progress=RichProgress(progress), jobs=jobs)
+        try:
+            manifest = prepare(name, root=root, out=out, options=options, progress=RichProgress(progress), jobs=jobs)
+        except DataProblems as exc:
+            for line in format_problems(exc.problems, max_problems):
+                click.echo(line)
+            raise DataError(exc.summary) from exc
         _print_manifest_counts(manifest, per_class)
+        clipped = dict(manifest.info).get("clipped_boxes")
+        if clipped:
+            click.echo(f"clipped {clipped} box(es) to their image (--clip-boxes; the manifest's info.clipped_boxes)",
+                       err=True)
         click.echo(f"wrote manifest {manifest.directory} ({manifest.name})", err=True)
 
     return click.Command(name, params=params, callback=callback, help=source.summary, short_help=source.summary)

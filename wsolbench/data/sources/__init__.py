@@ -14,8 +14,10 @@
 :func:`prepare` runs one converter and writes its manifest (what ``wsolbench data
 prepare`` calls); :func:`prepare_source` does it once per (dataset, root, options)
 under a data folder and reuses the result (what a run with ``data.dataset: cub``
-calls). ``data_manifests/<name>.md`` documents each dataset: source, layout,
-counts, split roles, licence.
+calls). A converter collects every problem of the raw data in one pass
+(:mod:`.problems`); when there is any, :class:`DataProblems` (exit code 2) lists
+them all and no manifest is written. ``data_manifests/<name>.md`` documents
+each dataset: source, layout, counts, split roles, licence.
 
 Torch-free: each module needs only numpy, OpenCV, Pillow and the standard
 library, so evaluation of saved score maps (``wsolbench evaluate-cams``) runs
@@ -25,10 +27,11 @@ the community's plain-text metadata that several converters build on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import statistics
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +46,16 @@ from wsolbench.data.sources.common import (
     register_source,
     relative,
 )
-from wsolbench.errors import ConfigError, ManifestError, OutputError
+from wsolbench.data.sources.problems import DataProblems, Problem, Problems
+from wsolbench.errors import ConfigError, DataError, ManifestError, OutputError
 from wsolbench.manifest import MANIFEST_FILE, Manifest, Sample, load_manifest, write_manifest
 from wsolbench.progress import NullProgress, Progress
 
 # Importing the converter modules registers them.
 from wsolbench.data.sources import cub, imagenet, metadata, openimages, pet, voc  # noqa: E402,F401  isort: skip
 
-__all__ = ["SOURCES", "Conversion", "Source", "SourceOption", "register_source", "prepare", "prepare_source",
-           "split_summary", "class_counts"]
+__all__ = ["SOURCES", "Conversion", "DataProblems", "Problem", "Problems", "Source", "SourceOption",
+           "register_source", "prepare", "prepare_source", "split_summary", "class_counts"]
 
 
 def _jsonable(value: Any) -> Any:
@@ -87,6 +91,10 @@ def prepare(dataset: str, *, root: str | Path, out: str | Path, options: Mapping
     the source, its options and what the converter chose (e.g. how val was made).
     Files are written atomically (``write_manifest``); derived masks first, the
     manifest last. Returns the loaded manifest.
+
+    The converter checks every file in one pass (:mod:`.problems`): when it found
+    any problem, :class:`~.problems.DataProblems` lists them all and nothing is
+    written (``out`` keeps an earlier manifest and its derived masks as they were).
     """
     source = SOURCES.get(dataset)
     opts = source.resolve_options(options)
@@ -95,14 +103,46 @@ def prepare(dataset: str, *, root: str | Path, out: str | Path, options: Mapping
         raise ConfigError(f"--root {root} is not a folder (the raw {dataset} dataset, as its publisher ships it)")
     out = Path(out).expanduser().absolute()
     _check_out(out)
-    derived = out / DERIVED_DIR
-    if derived.is_dir() and (out / MANIFEST_FILE).is_file():
-        shutil.rmtree(derived)  # masks an earlier conversion derived into this manifest folder
     progress = progress or NullProgress()
-    conversion = source.convert(root, out, progress=progress, jobs=jobs or default_jobs(), **opts)
-    info = {"source": _source_key(source, root, opts), **_jsonable(dict(conversion.info)),
-            "counts": {split: len(samples) for split, samples in conversion.splits.items()}}
-    return write_conversion(conversion, out, info=info)
+    problems = Problems()
+    with _derived_masks_replaced(out):
+        try:
+            conversion = source.convert(root, out, progress=progress, jobs=jobs or default_jobs(),
+                                        problems=problems, **opts)
+        except (ConfigError, ManifestError, DataError) as exc:
+            if not problems or isinstance(exc, DataProblems):
+                raise
+            problems.add_error(exc)  # a fault that stopped the pass: reported after those found before it
+        problems.raise_if_any(f"the {dataset} dataset under {root}")
+        info = {"source": _source_key(source, root, opts), **_jsonable(dict(conversion.info)),
+                "counts": {split: len(samples) for split, samples in conversion.splits.items()}}
+        return write_conversion(conversion, out, info=info)
+
+
+@contextlib.contextmanager
+def _derived_masks_replaced(out: Path) -> Iterator[None]:
+    """Masks an earlier conversion derived into ``out`` are set aside while converting: dropped when the
+    new manifest is written, put back (and the new ones removed) when the conversion fails."""
+    derived = out / DERIVED_DIR
+    kept = out / f".{DERIVED_DIR}.previous"
+    existed = out.exists()
+    if kept.is_dir():  # left by a process that was killed while converting
+        if derived.is_dir():
+            shutil.rmtree(derived)
+        kept.rename(derived)
+    if derived.is_dir() and (out / MANIFEST_FILE).is_file():
+        derived.rename(kept)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(derived, ignore_errors=True)  # only this conversion's: the earlier ones are in `kept`
+        if kept.is_dir():
+            kept.rename(derived)
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # leave no trace of a conversion that wrote nothing
+        raise
+    else:
+        shutil.rmtree(kept, ignore_errors=True)
 
 
 def write_conversion(conversion: Conversion, out: Path, *, info: Mapping[str, Any]) -> Manifest:

@@ -7,6 +7,10 @@ and declares its options (:class:`SourceOption`), so the CLI builds
 registry alone. :func:`wsolbench.data.sources.prepare` runs one and writes the
 manifest.
 
+A converter checks everything it reads and adds each fault to a
+:class:`~.problems.Problems` collector instead of raising at the first one
+(:mod:`.problems`), so one run names every problem of a dataset.
+
 A converter returns a :class:`Conversion` whose sample paths are **absolute**;
 the writer picks the manifest root (the deepest folder holding every image and
 raw mask, so a val split that lives outside the main folder, e.g. CUBV2, still
@@ -32,6 +36,7 @@ import cv2
 import numpy as np
 
 from wsolbench._registry import Registry
+from wsolbench.data.sources.problems import BoxCheck, DataProblems, Problem, Problems  # noqa: F401  (re-exported)
 from wsolbench.errors import DataError, ManifestError, OutputError
 from wsolbench.manifest import Box, Sample
 from wsolbench.progress import NullProgress, Progress
@@ -88,7 +93,12 @@ class Conversion:
 
 @dataclass(frozen=True)
 class Source:
-    """A registered converter: ``convert(root, out, *, progress, jobs, **options) -> Conversion``."""
+    """A registered converter: ``convert(root, out, *, progress, jobs, problems, **options) -> Conversion``.
+
+    ``problems`` is the :class:`~.problems.Problems` collector: the converter adds
+    every fault of the raw data there and goes on checking; ``prepare`` refuses to
+    write a manifest when anything was added (:class:`~.problems.DataProblems`).
+    """
 
     name: str
     convert: Callable[..., Conversion]
@@ -123,6 +133,15 @@ class Source:
 
 SOURCES: Registry[Source] = Registry("dataset")
 
+#: The option of every converter that reads annotated boxes: clip, rather than report, boxes outside the image.
+CLIP_BOXES = SourceOption("clip_boxes", "flag", "Clip boxes that stick out of their image to it (counted in the "
+                          "manifest's info.clipped_boxes) instead of reporting them as problems. A box with a "
+                          "negative or zero width or height stays a problem.", default=False)
+#: The option of converters that decode every image: read only the headers (sizes) instead.
+HEADERS_ONLY = SourceOption("headers_only", "flag", "Read only each image's header (its size), not the whole "
+                            "image: faster, but a truncated or corrupt file is then found only when it is used "
+                            "(wsolbench data verify decodes every image).", default=False)
+
 
 def register_source(name: str, *, summary: str, options: Sequence[SourceOption] = (),
                     version: int = 1) -> Callable[[Callable[..., Conversion]], Callable[..., Conversion]]:
@@ -145,16 +164,29 @@ def format_items(items: Sequence[Any], limit: int = LIST_MAX) -> str:
     return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def read_lines(path: Path, *, comment: str | None = None) -> list[tuple[int, str]]:
-    """Non-blank lines ``(lineno, text)`` of a text file (UTF-8, any newline); ManifestError if unreadable."""
+def read_lines(path: Path, *, comment: str | None = None,
+               problems: Problems | None = None) -> list[tuple[int, str]] | None:
+    """Non-blank lines ``(lineno, text)`` of a text file (UTF-8, any newline).
+
+    A missing or unreadable file raises ManifestError, or, with ``problems``, is
+    added there and the result is None (the caller then checks nothing against it).
+    """
+    def fail(message: str) -> None:
+        if problems is None:
+            raise ManifestError(f"{path} {message}" if message.startswith(("does", "cannot")) else f"{path}: {message}")
+        problems.add(message, file=path)
+
     if not path.is_file():
-        raise ManifestError(f"{path} does not exist")
+        fail("does not exist")
+        return None
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
-        raise ManifestError(f"{path} cannot be read: {exc.strerror}") from None
+        fail(f"cannot be read: {exc.strerror}")
+        return None
     except UnicodeDecodeError:
-        raise ManifestError(f"{path}: not UTF-8 text") from None
+        fail("not UTF-8 text")
+        return None
     out = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
@@ -164,35 +196,39 @@ def read_lines(path: Path, *, comment: str | None = None) -> list[tuple[int, str
     return out
 
 
-def read_table(path: Path, columns: Sequence[str], *, comment: str | None = None,
-               extra: bool = False) -> list[tuple[int, list[str]]]:
-    """Whitespace-separated rows with at least (``extra``) or exactly ``len(columns)`` fields."""
+def read_table(path: Path, columns: Sequence[str], *, comment: str | None = None, extra: bool = False,
+               problems: Problems | None = None) -> list[tuple[int, list[str]]] | None:
+    """Whitespace-separated rows with at least (``extra``) or exactly ``len(columns)`` fields.
+
+    Without ``problems`` the first bad line raises ManifestError; with it, each
+    bad line is added there and skipped (None: the file itself cannot be read).
+    """
+    lines = read_lines(path, comment=comment, problems=problems)
+    if lines is None:
+        return None
     rows = []
-    for lineno, line in read_lines(path, comment=comment):
+    for lineno, line in lines:
         fields = line.split()
         if len(fields) < len(columns) or (not extra and len(fields) > len(columns)):
-            raise ManifestError(f"{path} line {lineno}: expected {' '.join(columns)}, got {line!r}")
+            message = f"expected {' '.join(columns)}, got {line!r}"
+            if problems is None:
+                raise ManifestError(f"{path} line {lineno}: {message}")
+            problems.add(message, file=path, line=lineno)
+            continue
         rows.append((lineno, fields))
     return rows
 
 
-def parse_int(text: str, path: Path, lineno: int, what: str) -> int:
+def to_number(text: str, what: str, *, integer: bool = False) -> float:
+    """``text`` as a finite number (an integer with ``integer``); ValueError with a message naming ``what``."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not np.isfinite(value) or not value.is_integer():
-        raise ManifestError(f"{path} line {lineno}: {what} {text!r} is not an integer")
-    return int(value)
-
-
-def parse_float(text: str, path: Path, lineno: int, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
+    if integer and (not np.isfinite(value) or not value.is_integer()):
+        raise ValueError(f"{what} {text!r} is not an integer")
     if not np.isfinite(value):
-        raise ManifestError(f"{path} line {lineno}: {what} {text!r} is not a finite number")
+        raise ValueError(f"{what} {text!r} is not a finite number")
     return value
 
 
@@ -203,14 +239,14 @@ class VocObject:
     difficult: bool
 
 
-def read_voc_xml(path: Path) -> tuple[tuple[int, int] | None, list[VocObject]]:
-    """``((width, height) or None, objects)`` of a PASCAL-VOC-style XML file (VOC, ILSVRC boxes)."""
+def _parse_voc_xml(path: Path) -> tuple[tuple[int, int] | None, list[VocObject]]:
+    """The reader behind :func:`read_voc_xml`; ValueError with the reason (no path) when unusable."""
     try:
         tree = ET.parse(path)
     except FileNotFoundError:
-        raise ManifestError(f"{path} does not exist") from None
+        raise ValueError("does not exist") from None
     except (ET.ParseError, OSError) as exc:
-        raise ManifestError(f"{path}: invalid XML: {exc}") from None
+        raise ValueError(f"invalid XML: {exc}") from None
     node = tree.getroot()
     size = None
     size_node = node.find("size")
@@ -219,32 +255,41 @@ def read_voc_xml(path: Path) -> tuple[tuple[int, int] | None, list[VocObject]]:
             width = int(float(size_node.findtext("width", "")))
             height = int(float(size_node.findtext("height", "")))
         except ValueError:
-            raise ManifestError(f"{path}: <size> must hold numeric <width> and <height>") from None
+            raise ValueError("<size> must hold numeric <width> and <height>") from None
         size = (width, height) if width > 0 and height > 0 else None
     objects = []
     for index, obj in enumerate(node.findall("object"), start=1):
         name = (obj.findtext("name") or "").strip()
         box_node = obj.find("bndbox")
         if not name or box_node is None:
-            raise ManifestError(f"{path}: object {index} lacks <name> or <bndbox>")
+            raise ValueError(f"object {index} lacks <name> or <bndbox>")
         try:
             box = tuple(float(box_node.findtext(k, "")) for k in ("xmin", "ymin", "xmax", "ymax"))
         except ValueError:
-            raise ManifestError(f"{path}: object {index} ({name}) has a non-numeric <bndbox>") from None
+            raise ValueError(f"object {index} ({name}) has a non-numeric <bndbox>") from None
         difficult = (obj.findtext("difficult") or "0").strip() == "1"
         objects.append(VocObject(name=name, box=box, difficult=difficult))  # type: ignore[arg-type]
     return size, objects
 
 
+def read_voc_xml(path: Path, *, problems: Problems | None = None,
+                 image: str | None = None) -> tuple[tuple[int, int] | None, list[VocObject]] | None:
+    """``((width, height) or None, objects)`` of a PASCAL-VOC-style XML file (VOC, ILSVRC boxes).
+
+    An unusable file raises ManifestError naming it, or, with ``problems``, is
+    added there (with ``image``) and the result is None.
+    """
+    try:
+        return _parse_voc_xml(path)
+    except ValueError as exc:
+        if problems is None:
+            sep = " " if str(exc) == "does not exist" else ": "
+            raise ManifestError(f"{path}{sep}{exc}") from None
+        problems.add(str(exc), file=path, image=image)
+        return None
+
+
 # --------------------------------------------------------------------------- boxes and masks
-
-
-def clip_box(box: Sequence[float], width: int, height: int) -> tuple[Box, bool]:
-    """``box`` clipped to ``[0, width] x [0, height]`` (the manifest's limits) and whether it changed."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    clipped = (min(max(x0, 0.0), width), min(max(y0, 0.0), height),
-               min(max(x1, 0.0), width), min(max(y1, 0.0), height))
-    return clipped, clipped != (x0, y0, x1, y1)
 
 
 def foreground_box(foreground: np.ndarray) -> Box | None:
@@ -331,12 +376,38 @@ def probe_images(paths: Sequence[Path], *, jobs: int, progress: Progress | None 
     return out
 
 
-def sizes_or_fail(infos: Sequence[ImageInfo], what: str) -> list[tuple[int, int]]:
-    """The ``(w, h)`` of every image; DataError listing the unusable ones (a dataset needs them all)."""
-    bad = [f"{i.path} {i.error}" for i in infos if i.error]
-    if bad:
-        raise DataError(f"{len(bad)} {what} image(s) cannot be used: {format_items(bad, 3)}")
-    return [(i.width, i.height) for i in infos]
+def usable_sizes(infos: Sequence[ImageInfo], ids: Sequence[str], problems: Problems, *,
+                 listed: Path | None = None, lines: Sequence[int | None] | None = None) -> dict[str, tuple[int, int]]:
+    """``{id: (w, h)}`` of the usable images; each unusable one (missing, corrupt) is a problem.
+
+    ``listed`` (with ``lines``) is the annotation file that lists the images, so
+    a problem points at the line to fix; without it the problem names the image file.
+    """
+    sizes = {}
+    for k, (info, image_id) in enumerate(zip(infos, ids)):
+        if info.error is None:
+            sizes[image_id] = (info.width, info.height)
+        elif listed is not None:
+            problems.add(f"image file {info.path} {info.error}", file=listed,
+                         line=None if lines is None else lines[k], image=image_id)
+        else:
+            problems.add(f"image file {info.error}", file=info.path, image=image_id)
+    return sizes
+
+
+def check_mask_file(path: Path, size: tuple[int, int], read: Callable[[Path], np.ndarray], *, what: str = "mask",
+                    image: str | None = None) -> Problem | None:
+    """The problem of one mask file (missing, unreadable, not the image's ``(w, h)``), or None."""
+    if not path.is_file():
+        return Problem(f"{what} does not exist", file=str(path), image=image)
+    try:
+        values = read(path)
+    except DataError as exc:
+        return Problem(str(exc), image=image)
+    if values.shape[:2] != (size[1], size[0]):
+        return Problem(f"{what} is {values.shape[1]}x{values.shape[0]}, the image {size[0]}x{size[1]}",
+                       file=str(path), image=image)
+    return None
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -12,7 +12,9 @@ converter turns the split folders under ``--metadata-root`` (``train``, ``val``,
   header (OpenImages ships an empty ``image_sizes.txt``).
 - Several labels (VOC-style ``class_labels.txt``): ``label`` = the first listed,
   ``labels`` = all of them.
-- Boxes are kept as written, clipped to the image.
+- Boxes are kept as written; a box outside its image (the metadata's size) is
+  a problem unless ``--clip-boxes`` clips it (counted in ``info``). ``train``
+  keeps labels only, so its boxes are not read.
 - Masks (paths under ``--mask-root``, default ``--root``): the instance masks of
   an image are read as the reference does (OpenCV greyscale, non-zero =
   foreground), OR-ed, and written as one 0/255 PNG into the manifest folder
@@ -23,6 +25,11 @@ converter turns the split folders under ``--metadata-root`` (``train``, ``val``,
 - Class names: the folder just above the image when it is the same for every
   image of a class and different between classes (CUB ``001.Black_footed_Albatross``,
   OpenImages ``01226z``), else ``class_<k>``.
+
+Every fault of every split is collected in one pass (:mod:`.problems`): the
+metadata files' lines (read with a collector), images that are missing or do
+not decode (unless ``--headers-only``), mask and ignore files that are missing
+or unreadable, boxes with a negative or zero size or outside the image.
 """
 
 from __future__ import annotations
@@ -34,18 +41,28 @@ import cv2
 import numpy as np
 
 from wsolbench.data.sources.common import (
+    CLIP_BOXES,
     DERIVED_DIR,
+    HEADERS_ONLY,
+    BoxCheck,
     Conversion,
+    Problems,
     SourceOption,
-    clip_box,
     parallel_map,
     probe_images,
     register_source,
-    sizes_or_fail,
+    usable_sizes,
     write_png,
 )
-from wsolbench.data.sources.wsolevaluation import MetadataSplit, read_grayscale_nonzero, read_metadata_split
-from wsolbench.errors import ConfigError, ManifestError
+from wsolbench.data.sources.wsolevaluation import (
+    CLASS_LABELS,
+    IMAGE_IDS,
+    LOCALIZATION,
+    MetadataSplit,
+    read_grayscale_nonzero,
+    read_metadata_split,
+)
+from wsolbench.errors import ConfigError, DataError, ManifestError
 from wsolbench.manifest import Sample
 from wsolbench.progress import Progress
 
@@ -109,9 +126,11 @@ def _merge_masks(split: MetadataSplit, sample: Any, size: tuple[int, int], out: 
     return str(mask_file), None if ignore_file is None else str(ignore_file), counts
 
 
-def convert_metadata(root: Path, out: Path, *, progress: Progress, jobs: int, metadata_root: Path | None,
-                     mask_root: Path | None = None, split_root: tuple[str, ...] = (), name: str = "wsolevaluation",
-                     required: tuple[str, ...] = (), class_names: tuple[str, ...] | None = None) -> Conversion:
+def convert_metadata(root: Path, out: Path, *, progress: Progress, jobs: int, problems: Problems,
+                     metadata_root: Path | None, mask_root: Path | None = None, split_root: tuple[str, ...] = (),
+                     name: str = "wsolevaluation", required: tuple[str, ...] = (),
+                     class_names: tuple[str, ...] | None = None, clip_boxes: bool = False,
+                     headers_only: bool = False) -> Conversion:
     """Convert the metadata split folders under ``metadata_root``; see the module docstring."""
     if metadata_root is None:
         raise ConfigError("--metadata-root is required (the folder with train/, val/, test/ metadata splits, "
@@ -131,54 +150,73 @@ def convert_metadata(root: Path, out: Path, *, progress: Progress, jobs: int, me
         raise ConfigError(f"--split-root names split(s) {', '.join(unknown)} that {metadata_root} does not have")
     mask_base = Path(mask_root or root)
 
-    metas = {s: read_metadata_split(metadata_root / s, mask_root=mask_base) for s in found}
+    metas = {s: read_metadata_split(metadata_root / s, mask_root=mask_base, problems=problems) for s in found}
     for meta in metas.values():
         if not meta.has_labels:
-            raise ManifestError(f"{meta.directory}: no class_labels.txt (a manifest needs every image's label)")
-    num_classes = max(meta.num_classes for meta in metas.values())
+            problems.add("does not exist (a manifest needs every image's label)", file=meta.directory / CLASS_LABELS)
+    labelled = [(s.image_id, s.labels[0]) for meta in metas.values() for s in meta if s.labels]
+    num_classes = 1 + max((label for _, label in labelled), default=-1)
     if class_names is None:
-        class_names = class_names_from_folders(
-            [(s.image_id, s.labels[0]) for meta in metas.values() for s in meta], num_classes)
+        class_names = class_names_from_folders(labelled, num_classes)
     elif num_classes > len(class_names):
         raise ManifestError(f"{metadata_root}: label {num_classes - 1} is beyond the {len(class_names)} classes")
 
     splits: dict[str, list[Sample]] = {}
-    totals = {"clipped_boxes": 0, "resized_instances": 0, "resized_to_image": 0, "multi_label_images": 0}
+    check = BoxCheck(problems, clip=clip_boxes)
+    totals = {"resized_instances": 0, "resized_to_image": 0, "multi_label_images": 0}
     for split, meta in metas.items():
         image_root = roots.get(split, root)
         paths = [image_root / s.image_id for s in meta]
-        unsized = [p for p, s in zip(paths, meta) if s.size is None]
-        probed = dict(zip(unsized, sizes_or_fail(
-            probe_images(unsized, jobs=jobs, progress=progress, what=f"{name}: {split} image sizes"),
-            f"{name} {split}"))) if unsized else {}
-        sizes = [s.size or probed[p] for p, s in zip(paths, meta)]
+        infos = probe_images(paths, jobs=jobs, progress=progress, decode=not headers_only,
+                             what=f"{name}: {split} " + ("image sizes" if headers_only else "images"))
+        probed = usable_sizes(infos, meta.image_ids, problems, listed=meta.directory / IMAGE_IDS,
+                              lines=[s.line for s in meta])
+        sizes = {s.image_id: s.size or probed[s.image_id] for s in meta if s.image_id in probed}
 
-        merged: list[tuple[str | None, str | None]] = [(None, None)] * len(meta)
+        merged: dict[str, tuple[str, str | None]] = {}
         if meta.kind == "masks" and split != "train":
-            def merge(i: int, meta: MetadataSplit = meta, sizes: list = sizes) -> tuple[str, str | None, dict]:
-                return _merge_masks(meta, meta.samples[i], sizes[i], out)
+            usable = [i for i, s in enumerate(meta.samples) if s.image_id in sizes and s.masks]
 
-            with progress.phase(f"{name}: merging {split} masks", len(meta)) as advance:
-                for i, (mask, ignore, counts) in enumerate(parallel_map(merge, range(len(meta)), jobs=jobs)):
-                    merged[i] = (mask, ignore)
-                    for key, value in counts.items():
-                        totals[key] += value
+            def merge(i: int, meta: MetadataSplit = meta) -> tuple[str, str | None, dict] | DataError:
+                sample = meta.samples[i]
+                try:
+                    return _merge_masks(meta, sample, sizes[sample.image_id], out)
+                except DataError as exc:
+                    return exc
+
+            with progress.phase(f"{name}: merging {split} masks", len(usable)) as advance:
+                for i, result in zip(usable, parallel_map(merge, usable, jobs=jobs)):
+                    image_id = meta.samples[i].image_id
+                    if isinstance(result, DataError):
+                        problems.add_error(result, image=image_id)
+                    else:
+                        mask, ignore, counts = result
+                        merged[image_id] = (mask, ignore)
+                        for key, value in counts.items():
+                            totals[key] += value
                     advance(1)
 
         rows = []
-        for s, path, (width, height), (mask, ignore) in zip(meta, paths, sizes, merged):
-            boxes = []
-            for box in s.boxes if split != "train" else ():  # the protocol's train split: image labels only
-                box, changed = clip_box(box, width, height)
-                totals["clipped_boxes"] += changed
-                boxes.append(box)
+        for s, path in zip(meta, paths):
+            if s.image_id not in sizes or not s.labels:
+                continue  # already a problem
+            width, height = sizes[s.image_id]
+            mask, ignore = merged.get(s.image_id, (None, None))
+            if meta.kind == "masks" and split != "train" and mask is None:
+                continue  # its masks are a problem
+            # the protocol's train split: image labels only (its boxes, if any, are not read)
+            boxes = [check(box, width, height, file=meta.directory / LOCALIZATION, line=line, image=s.image_id)
+                     for box, line in zip(s.boxes, s.box_lines)] if split != "train" else []
+            if any(b is None for b in boxes):
+                continue  # a problem
             labels = tuple(sorted(s.labels)) if len(s.labels) > 1 else ()
             totals["multi_label_images"] += bool(labels)
-            rows.append(Sample(s.image_id, str(path), s.labels[0], width, height, tuple(boxes), mask, ignore,
-                               labels=labels))
+            rows.append(Sample(s.image_id, str(path), s.labels[0], width, height,
+                               tuple(boxes), mask, ignore, labels=labels))  # type: ignore[arg-type]
         splits[split] = rows
     info: dict[str, Any] = {"metadata_root": str(metadata_root), "mask_root": str(mask_base),
-                            "split_roots": {k: str(v) for k, v in roots.items()}, **totals}
+                            "split_roots": {k: str(v) for k, v in roots.items()}, "clipped_boxes": check.clipped,
+                            **totals}
     derived = any(s.mask for rows in splits.values() for s in rows)
     missing_val = [s for s in ("val", "test") if s not in splits]
     if missing_val:
@@ -197,13 +235,18 @@ def convert_metadata(root: Path, out: Path, *, progress: Progress, jobs: int, me
                      "ROOT."),
         SourceOption("split_root", "multi", "SPLIT=DIR: the image folder of one split when it is not ROOT "
                      "(repeatable), e.g. val=/data/CUBV2."),
+        CLIP_BOXES,
+        HEADERS_ONLY,
     ),
+    version=2,
 )
-def convert_wsolevaluation(root: Path, out: Path, *, progress: Progress, jobs: int,
+def convert_wsolevaluation(root: Path, out: Path, *, progress: Progress, jobs: int, problems: Problems,
                            metadata_root: Path | None = None, mask_root: Path | None = None,
-                           split_root: tuple[str, ...] = ()) -> Conversion:
-    conversion = convert_metadata(root, out, progress=progress, jobs=jobs, metadata_root=metadata_root,
-                                  mask_root=mask_root, split_root=split_root)
+                           split_root: tuple[str, ...] = (), clip_boxes: bool = False,
+                           headers_only: bool = False) -> Conversion:
+    conversion = convert_metadata(root, out, progress=progress, jobs=jobs, problems=problems,
+                                  metadata_root=metadata_root, mask_root=mask_root, split_root=split_root,
+                                  clip_boxes=clip_boxes, headers_only=headers_only)
     if not conversion.splits:
         raise ManifestError(f"{metadata_root}: nothing to convert")
     return conversion

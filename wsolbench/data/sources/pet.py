@@ -20,7 +20,12 @@ Conventions:
   are PNG or CMYK despite ``.jpg`` (they are kept; images are always read as
   RGB) and a few may be unreadable (they are left out and listed in the
   manifest's ``info.bad_images``, as are images whose trimap is missing, of
-  another size, or has no foreground).
+  another size, or has no foreground): the real dataset ships such files, so
+  they are not problems.
+
+Faults of the annotation lists are collected in one pass (:mod:`.problems`):
+lines that do not parse, images listed twice or in both lists, CLASS-IDs that
+are not 1..37 without gaps or name two breeds.
 
 Splits: ``test`` = ``test.txt`` (trimaps); ``val`` = a seeded hold-out of
 ``--val-per-class`` (default 10, 370 images) ``trainval`` images per class, with
@@ -35,14 +40,15 @@ import numpy as np
 
 from wsolbench.data.sources.common import (
     Conversion,
+    Problems,
     SourceOption,
     foreground_box,
     format_items,
     holdout,
-    parse_int,
     probe_images,
     read_table,
     register_source,
+    to_number,
 )
 from wsolbench.errors import DataError, ManifestError
 from wsolbench.imageio import TRIMAP_BACKGROUND, TRIMAP_FOREGROUND, TRIMAP_IGNORE, read_index_mask
@@ -61,16 +67,23 @@ def _find_root(root: Path) -> Path:
                         "tarballs extracted side by side)")
 
 
-def _read_list(path: Path) -> list[tuple[int, str, int]]:
+def _read_list(path: Path, problems: Problems) -> list[tuple[int, str, int]]:
     """``(lineno, image name, class id)`` of trainval.txt / test.txt / list.txt (``#`` lines skipped)."""
     rows = []
     seen: dict[str, int] = {}
-    for lineno, fields in read_table(path, _COLUMNS, comment="#"):
+    for lineno, fields in read_table(path, _COLUMNS, comment="#", problems=problems) or []:
         name = fields[0]
         if name in seen:
-            raise ManifestError(f"{path} line {lineno}: image {name!r} is listed twice (first at line {seen[name]})")
+            problems.add(f"image {name!r} is listed twice (first at line {seen[name]})", file=path, line=lineno,
+                         image=name)
+            continue
+        try:
+            class_id = int(to_number(fields[1], "CLASS-ID", integer=True))
+        except ValueError as exc:
+            problems.add(str(exc), file=path, line=lineno, image=name)
+            continue
         seen[name] = lineno
-        rows.append((lineno, name, parse_int(fields[1], path, lineno, "CLASS-ID")))
+        rows.append((lineno, name, class_id))
     return rows
 
 
@@ -100,27 +113,35 @@ def _trimap_box(path: Path, width: int, height: int) -> tuple[tuple[float, float
         SourceOption("seed", "int", "Seed of the val hold-out.", default=0),
     ),
 )
-def convert_pet(root: Path, out: Path, *, progress: Progress, jobs: int, val_per_class: int = VAL_PER_CLASS,
-                seed: int = 0) -> Conversion:
+def convert_pet(root: Path, out: Path, *, progress: Progress, jobs: int, problems: Problems,
+                val_per_class: int = VAL_PER_CLASS, seed: int = 0) -> Conversion:
     root = _find_root(root)
     annotations = root / "annotations"
-    trainval, test = _read_list(annotations / "trainval.txt"), _read_list(annotations / "test.txt")
+    trainval = _read_list(annotations / "trainval.txt", problems)
+    test = _read_list(annotations / "test.txt", problems)
     shared = sorted({n for _, n, _ in trainval} & {n for _, n, _ in test})
     if shared:
-        raise ManifestError(f"{annotations}: trainval.txt and test.txt share {len(shared)} images: "
-                            f"{format_items(shared)}")
+        problems.add(f"trainval.txt and test.txt share {len(shared)} images: {format_items(shared)}",
+                     file=annotations)
+        test = [row for row in test if row[1] not in set(shared)]
 
     names: dict[int, str] = {}
+    kept: dict[str, list[tuple[int, str, int]]] = {}
     for path, rows in ((annotations / "trainval.txt", trainval), (annotations / "test.txt", test)):
         for lineno, image, class_id in rows:
             breed = image.rsplit("_", 1)[0]
             if class_id < 1:
-                raise ManifestError(f"{path} line {lineno}: CLASS-ID {class_id} must be >= 1")
+                problems.add(f"CLASS-ID {class_id} must be >= 1", file=path, line=lineno, image=image)
+                continue
             if names.setdefault(class_id, breed) != breed:
-                raise ManifestError(f"{path} line {lineno}: CLASS-ID {class_id} is {breed!r} here but "
-                                    f"{names[class_id]!r} elsewhere")
+                problems.add(f"CLASS-ID {class_id} is {breed!r} here but {names[class_id]!r} elsewhere", file=path,
+                             line=lineno, image=image)
+                continue
+            kept.setdefault(path.name, []).append((lineno, image, class_id))
+    trainval, test = kept.get("trainval.txt", []), kept.get("test.txt", [])
     if sorted(names) != list(range(1, len(names) + 1)):
-        raise ManifestError(f"{annotations}: CLASS-IDs must be 1..{len(names)} without gaps")
+        problems.add(f"CLASS-IDs must be 1..{len(names)} without gaps", file=annotations)
+        problems.raise_if_any(f"the pet dataset under {root}")  # the labels are unknown: nothing else to check
     classes = tuple(names[k] for k in range(1, len(names) + 1))
 
     everything = [(name, class_id - 1) for _, name, class_id in trainval + test]

@@ -30,6 +30,13 @@ hold-out of ``--val-size`` (default 300) Segmentation ``train`` images, with
 masks; ``train`` = labels only: ``Main/trainval`` minus those two
 (``--train-list main``, the default when the file exists: about 9,800 images),
 or the rest of Segmentation ``train`` (``--train-list segmentation``: 1,164).
+
+Every fault is collected in one pass (:mod:`.problems`): ids listed twice,
+XML files that are missing or do not parse, unknown class names, images that
+are missing or do not decode (unless ``--headers-only``), masks that are
+missing, unreadable, of another size or with values that are not classes, and
+boxes with a negative or zero size or outside the image (``--clip-boxes``
+clips those instead).
 """
 
 from __future__ import annotations
@@ -39,22 +46,26 @@ from pathlib import Path
 import numpy as np
 
 from wsolbench.data.sources.common import (
+    CLIP_BOXES,
+    HEADERS_ONLY,
+    BoxCheck,
     Conversion,
+    Problems,
     SourceOption,
-    clip_box,
     format_items,
     holdout_count,
     probe_images,
     read_lines,
     read_voc_xml,
     register_source,
-    sizes_or_fail,
+    usable_sizes,
 )
-from wsolbench.errors import ConfigError, ManifestError
+from wsolbench.data.sources.problems import fmt_box
+from wsolbench.errors import ConfigError, DataError, ManifestError
 from wsolbench.imageio import read_index_mask
 from wsolbench.manifest import Sample
-from wsolbench.structs import MASK_IGNORE
 from wsolbench.progress import Progress
+from wsolbench.structs import MASK_IGNORE
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
@@ -70,11 +81,17 @@ def _find_root(root: Path) -> Path:
                         "folder holding it)")
 
 
-def _ids(path: Path) -> list[str]:
-    ids = [line.split()[0] for _, line in read_lines(path)]
-    if len(set(ids)) != len(ids):
-        raise ManifestError(f"{path}: an image id is listed twice")
-    return ids
+def _ids(path: Path, problems: Problems) -> list[str]:
+    """The ids of an ImageSets list, each once (a repeated id is a problem)."""
+    ids: dict[str, int] = {}
+    for lineno, line in read_lines(path, problems=problems) or []:
+        image_id = line.split()[0]
+        if image_id in ids:
+            problems.add(f"id {image_id} is listed twice (first at line {ids[image_id]})", file=path, line=lineno,
+                         image=image_id)
+            continue
+        ids[image_id] = lineno
+    return list(ids)
 
 
 @register_source(
@@ -87,68 +104,90 @@ def _ids(path: Path) -> list[str]:
         SourceOption("train_list", "choice", "train images: main (ImageSets/Main/trainval minus val and test), "
                      "segmentation (the rest of Segmentation/train), or auto (main when the file exists).",
                      default="auto", choices=("auto", "main", "segmentation")),
+        CLIP_BOXES,
+        HEADERS_ONLY,
     ),
+    version=2,
 )
-def convert_voc(root: Path, out: Path, *, progress: Progress, jobs: int, val_size: int = VAL_SIZE, seed: int = 0,
-                train_list: str = "auto") -> Conversion:
+def convert_voc(root: Path, out: Path, *, progress: Progress, jobs: int, problems: Problems, val_size: int = VAL_SIZE,
+                seed: int = 0, train_list: str = "auto", clip_boxes: bool = False,
+                headers_only: bool = False) -> Conversion:
     root = _find_root(root)
     seg = root / "ImageSets" / "Segmentation"
-    seg_train, seg_val = _ids(seg / "train.txt"), _ids(seg / "val.txt")
+    seg_train, seg_val = _ids(seg / "train.txt", problems), _ids(seg / "val.txt", problems)
     overlap = sorted(set(seg_train) & set(seg_val))
     if overlap:
-        raise ManifestError(f"{seg}: train.txt and val.txt share {len(overlap)} ids: {format_items(overlap)}")
-    if not 1 <= val_size < len(seg_train):
+        problems.add(f"train.txt and val.txt share {len(overlap)} ids: {format_items(overlap)}", file=seg)
+        seg_train = [i for i in seg_train if i not in set(overlap)]
+    held: set[str] = set()
+    if 1 <= val_size < len(seg_train):
+        held = holdout_count(seg_train, val_size, seed)
+    elif not problems:
         raise ConfigError(f"--val-size must be in [1, {len(seg_train) - 1}], got {val_size}")
-    held = holdout_count(seg_train, val_size, seed)
     main = root / "ImageSets" / "Main" / "trainval.txt"
     if train_list == "auto":
         train_list = "main" if main.is_file() else "segmentation"
     if train_list == "main":
-        excluded = held | set(seg_val)
-        train_ids = [i for i in _ids(main) if i not in excluded]
+        excluded = held | set(seg_val) | set(overlap)
+        train_ids = [i for i in _ids(main, problems) if i not in excluded]
     else:
         train_ids = [i for i in seg_train if i not in held]
     val_ids = [i for i in seg_train if i in held]
 
     index = {name: k for k, name in enumerate(VOC_CLASSES)}
+    everything = train_ids + val_ids + seg_val
     parsed = {}
-    with progress.phase("voc: annotations", len(train_ids) + len(val_ids) + len(seg_val)) as advance:
-        for image_id in train_ids + val_ids + seg_val:
+    with progress.phase("voc: annotations", len(everything)) as advance:
+        for image_id in everything:
             xml = root / "Annotations" / f"{image_id}.xml"
-            size, objects = read_voc_xml(xml)
-            unknown = sorted({o.name for o in objects} - set(index))
-            if unknown:
-                raise ManifestError(f"{xml}: unknown class(es) {', '.join(unknown)} (VOC has {', '.join(VOC_CLASSES)})")
-            parsed[image_id] = (size, objects)
+            read = read_voc_xml(xml, problems=problems, image=image_id)
             advance(1)
-    unsized = [i for i, (size, _) in parsed.items() if size is None]
-    if unsized:
-        infos = probe_images([root / "JPEGImages" / f"{i}.jpg" for i in unsized], jobs=jobs, progress=progress,
-                             what="voc: image sizes")
-        for image_id, size in zip(unsized, sizes_or_fail(infos, "VOC")):
-            parsed[image_id] = (size, parsed[image_id][1])
+            if read is None:
+                continue
+            unknown = sorted({o.name for o in read[1]} - set(index))
+            if unknown:
+                problems.add(f"unknown class(es) {', '.join(unknown)} (VOC has {', '.join(VOC_CLASSES)})", file=xml,
+                             image=image_id)
+                continue
+            parsed[image_id] = read
+    infos = probe_images([root / "JPEGImages" / f"{i}.jpg" for i in everything], jobs=jobs, progress=progress,
+                         what="voc: " + ("image sizes" if headers_only else "decoding images"), decode=not headers_only)
+    found = usable_sizes(infos, everything, problems)
+    sizes = {i: parsed[i][0] or found[i] for i in everything if i in parsed and i in found}
 
-    counts = {"clipped_boxes": 0, "mask_only_classes": 0}
+    counts = {"mask_only_classes": 0}
+    check = BoxCheck(problems, clip=clip_boxes)
 
-    def sample(image_id: str, localized: bool) -> Sample:
-        (width, height), objects = parsed[image_id]
+    def sample(image_id: str, localized: bool) -> Sample | None:
+        if image_id not in sizes:
+            return None  # already a problem
+        width, height = sizes[image_id]
+        objects = parsed[image_id][1]
+        xml = root / "Annotations" / f"{image_id}.xml"
         classes = {index[o.name] for o in objects}
         mask = None
         if localized:
             mask = root / "SegmentationClass" / f"{image_id}.png"
-            values = read_index_mask(mask)
+            try:
+                values = read_index_mask(mask)
+            except DataError as exc:
+                problems.add_error(exc, image=image_id)
+                return None
             if values.shape != (height, width):
-                raise ManifestError(f"{mask}: size {values.shape[1]}x{values.shape[0]} differs from the image's "
-                                    f"{width}x{height}")
+                problems.add(f"mask is {values.shape[1]}x{values.shape[0]}, the image {width}x{height}", file=mask,
+                             image=image_id)
+                return None
             present = {int(v) - 1 for v in np.unique(values) if 1 <= v <= len(VOC_CLASSES)}
             bad = sorted(int(v) for v in np.unique(values) if v > len(VOC_CLASSES) and v != MASK_IGNORE)
             if bad:
-                raise ManifestError(f"{mask}: values {bad} are neither a class (1..20), background (0) nor void "
-                                    "(255)")
+                problems.add(f"mask values {bad} are neither a class (1..20), background (0) nor void (255)",
+                             file=mask, image=image_id)
+                return None
             counts["mask_only_classes"] += len(present - classes)
             classes |= present
         if not classes:
-            raise ManifestError(f"{root / 'Annotations' / (image_id + '.xml')}: no object (and no mask class)")
+            problems.add("no object (and no mask class)", file=xml, image=image_id)
+            return None
         if objects:
             areas = [(o.box[2] - o.box[0] + 1) * (o.box[3] - o.box[1] + 1) for o in objects]
             label = index[objects[int(np.argmax(areas))].name]  # argmax: the first of equal areas
@@ -158,19 +197,21 @@ def convert_voc(root: Path, out: Path, *, progress: Progress, jobs: int, val_siz
         path = str(root / "JPEGImages" / f"{image_id}.jpg")
         if not localized:
             return Sample(image_id, path, label, width, height, labels=labels)
-        boxes = []
-        for o in objects:
-            if index[o.name] == label:
-                box, changed = clip_box(tuple(v - 1.0 for v in o.box), width, height)
-                counts["clipped_boxes"] += changed
-                boxes.append(box)
-        return Sample(image_id, path, label, width, height, tuple(boxes), str(mask), labels=labels,
-                      mask_kind="class_index")
+        boxes = [check(tuple(v - 1.0 for v in o.box), width, height, file=xml, image=image_id,
+                       written=f"{o.name} box {fmt_box(o.box)} (1-based)")
+                 for o in objects if index[o.name] == label]
+        if any(b is None for b in boxes):
+            return None
+        return Sample(image_id, path, label, width, height, tuple(boxes), str(mask),  # type: ignore[arg-type]
+                      labels=labels, mask_kind="class_index")
 
-    splits = {"train": [sample(i, False) for i in train_ids], "val": [sample(i, True) for i in val_ids],
-              "test": [sample(i, True) for i in seg_val]}
+    def rows(ids: list[str], localized: bool) -> list[Sample]:
+        return [s for s in (sample(i, localized) for i in ids) if s is not None]
+
+    splits = {"train": rows(train_ids, False), "val": rows(val_ids, True), "test": rows(seg_val, True)}
     info = {"val": {"source": "segmentation-train-holdout", "size": val_size, "seed": seed},
             "train_list": train_list, "label_rule": "class of the largest object box",
-            "boxes": "objects of the label's class, 1-based VOC coordinates minus 1", **counts}
+            "boxes": "objects of the label's class, 1-based VOC coordinates minus 1",
+            "clipped_boxes": check.clipped, **counts}
     name = f"voc/val=seg-train-holdout-{val_size}-seed{seed}"
     return Conversion(name=name, classes=VOC_CLASSES, splits=splits, info=info)

@@ -30,7 +30,10 @@ encoded as 255.
 
 Every problem raises a one-line :class:`~wsolbench.errors.ManifestError`
 naming the file and line (``metadata/test/localization.txt line 12: expected
-id,x0,y0,x1,y1``); unreadable mask files raise
+id,x0,y0,x1,y1``), or, when :func:`read_metadata_split` is given a
+:class:`~wsolbench.data.sources.problems.Problems` collector (the dataset
+converters), is added there and the bad line skipped, so every problem of every
+file is found in one pass; unreadable mask files raise
 :class:`~wsolbench.errors.DataError`; a mask split read without a mask root
 raises :class:`~wsolbench.errors.ConfigError` when a mask is needed.
 """
@@ -39,12 +42,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from wsolbench.data.sources.problems import Problem, Problems
 from wsolbench.errors import ConfigError, DataError, ManifestError
 from wsolbench.imageio import read_file_bytes
 from wsolbench.manifest import Box, Sample
@@ -74,6 +78,8 @@ class MetadataSample:
         boxes: ``(x0, y0, x1, y1)`` in original pixels, file order.
         masks: instance mask files, relative to the mask root, file order.
         ignore: the ignore-region file relative to the mask root, or None.
+        line: the line of ``image_ids.txt`` that lists the image (for messages).
+        box_lines: the line of ``localization.txt`` of each box (for messages).
     """
 
     image_id: str
@@ -82,6 +88,8 @@ class MetadataSample:
     boxes: tuple[Box, ...] = ()
     masks: tuple[str, ...] = ()
     ignore: str | None = None
+    line: int | None = field(default=None, compare=False)
+    box_lines: tuple[int, ...] = field(default=(), compare=False)
 
     @property
     def label(self) -> int:
@@ -176,20 +184,47 @@ def format_ids(ids: Sequence[str], limit: int = _LIST_MAX) -> str:
     return shown + (f", ... (+{len(ids) - limit} more)" if len(ids) > limit else "")
 
 
-def _lines(path: Path, *, required: bool) -> list[tuple[int, str]] | None:
-    """Non-blank lines ``(lineno, text)`` of a metadata file; None when absent and not required."""
+class _Report:
+    """Raise the first problem as ManifestError (``problems`` None), or add each to ``problems``."""
+
+    def __init__(self, problems: Problems | None) -> None:
+        self.problems = problems
+
+    def __call__(self, message: str, *, file: Path, line: int | None = None, image: str | None = None) -> None:
+        if self.problems is None:
+            raise ManifestError(str(Problem(message, file=str(file), line=line)))
+        self.problems.add(message, file=file, line=line, image=image)
+
+    @property
+    def collecting(self) -> bool:
+        return self.problems is not None
+
+
+def _lines(path: Path, *, required: bool, report: _Report | None = None) -> list[tuple[int, str]] | None:
+    """Non-blank lines ``(lineno, text)`` of a metadata file; None when absent and not required.
+
+    With a collecting ``report``, a required file that is missing, or any file
+    that cannot be read, is a problem and the result is None.
+    """
+    def fail(message: str) -> None:
+        if report is None or not report.collecting:
+            raise ManifestError(f"{path} {message}" if message.startswith(("does", "cannot")) else f"{path}: {message}")
+        report(message, file=path)
+
     if not path.is_file():
         if required:
-            raise ManifestError(f"{path} does not exist")
+            fail("does not exist")
         return None
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ManifestError(f"{path} cannot be read: {exc.strerror}") from None
+        fail(f"cannot be read: {exc.strerror}")
+        return None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ManifestError(f"{path}: not UTF-8 text") from None
+        fail("not UTF-8 text")
+        return None
     # splitlines: "\n", "\r\n" and a missing final newline all read the same.
     return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
@@ -219,125 +254,170 @@ def _label(text: str) -> int:
     return int(value)
 
 
-def _check_known(image_id: str, known: dict[str, int], where: str) -> None:
+def _known(image_id: str, known: dict[str, int], report: _Report, path: Path, lineno: int) -> bool:
     if not image_id:
-        raise ManifestError(f"{where}: empty image id")
+        report("empty image id", file=path, line=lineno)
+        return False
     if image_id not in known:
-        raise ManifestError(f"{where}: image {image_id!r} is not listed in {IMAGE_IDS}")
+        report(f"image {image_id!r} is not listed in {IMAGE_IDS}", file=path, line=lineno)
+        return False
+    return True
 
 
-def _read_image_ids(path: Path) -> dict[str, int]:
+def _read_image_ids(path: Path, report: _Report) -> dict[str, int]:
     ids: dict[str, int] = {}
-    for lineno, line in _lines(path, required=True) or []:
+    for lineno, line in _lines(path, required=True, report=report) or []:
         image_id = line.strip()
         if image_id in ids:
-            raise ManifestError(f"{path} line {lineno}: duplicate image {image_id!r} (first at line {ids[image_id]})")
+            report(f"duplicate image {image_id!r} (first at line {ids[image_id]})", file=path, line=lineno,
+                   image=image_id)
+            continue
         ids[image_id] = lineno
     return ids
 
 
-def _read_labels(path: Path, known: dict[str, int]) -> dict[str, list[int]] | None:
-    lines = _lines(path, required=False)
+def _read_labels(path: Path, known: dict[str, int], report: _Report) -> tuple[dict[str, list[int]], set[str]] | None:
+    """``(labels, ids with a line)``, None when the file is absent."""
+    lines = _lines(path, required=False, report=report)
     if lines is None:
         return None
     labels: dict[str, list[int]] = {}
+    mentioned: set[str] = set()
     for lineno, line in lines:
-        where = f"{path} line {lineno}"
         parts = line.rsplit(",", 1)
         if len(parts) != 2:
-            raise ManifestError(f"{where}: expected id,label")
+            report("expected id,label", file=path, line=lineno)
+            continue
         image_id, text = parts[0].strip(), parts[1].strip()
-        _check_known(image_id, known, where)
+        if not _known(image_id, known, report, path, lineno):
+            continue
+        mentioned.add(image_id)
         try:
             label = _label(text)
         except ValueError:
-            raise ManifestError(f"{where}: label {text!r} is not a non-negative integer") from None
+            report(f"label {text!r} is not a non-negative integer", file=path, line=lineno, image=image_id)
+            continue
         seen = labels.setdefault(image_id, [])
         if label in seen:
-            raise ManifestError(f"{where}: label {label} of image {image_id!r} is listed twice")
+            report(f"label {label} of image {image_id!r} is listed twice", file=path, line=lineno, image=image_id)
+            continue
         seen.append(label)
-    return labels
+    return labels, mentioned
 
 
-def _read_sizes(path: Path, known: dict[str, int]) -> dict[str, tuple[int, int]]:
+def _read_sizes(path: Path, known: dict[str, int], report: _Report) -> tuple[dict[str, tuple[int, int]], set[str]]:
     sizes: dict[str, tuple[int, int]] = {}
     first: dict[str, int] = {}
-    for lineno, line in _lines(path, required=False) or []:
-        where = f"{path} line {lineno}"
+    mentioned: set[str] = set()
+    for lineno, line in _lines(path, required=False, report=report) or []:
         parts = line.rsplit(",", 2)
         if len(parts) != 3:
-            raise ManifestError(f"{where}: expected id,w,h")
+            report("expected id,w,h", file=path, line=lineno)
+            continue
         image_id = parts[0].strip()
-        _check_known(image_id, known, where)
+        if not _known(image_id, known, report, path, lineno):
+            continue
+        mentioned.add(image_id)
         try:
             size = (_positive_int(parts[1]), _positive_int(parts[2]))
         except ValueError:
-            raise ManifestError(f"{where}: size {parts[1].strip()},{parts[2].strip()} must be positive integers") \
-                from None
+            report(f"size {parts[1].strip()},{parts[2].strip()} must be positive integers", file=path, line=lineno,
+                   image=image_id)
+            continue
         if image_id in sizes:
-            raise ManifestError(f"{where}: duplicate size of image {image_id!r} (first at line {first[image_id]})")
+            report(f"duplicate size of image {image_id!r} (first at line {first[image_id]})", file=path,
+                   line=lineno, image=image_id)
+            continue
         sizes[image_id] = size
         first[image_id] = lineno
-    return sizes
+    return sizes, mentioned
 
 
 def _fmt_box(values: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
-def _read_localization(
-    path: Path, known: dict[str, int]
-) -> tuple[str | None, dict[str, list[Box]], dict[str, list[str]], dict[str, str]]:
-    """``(kind, boxes, masks, ignore)`` per image id; kind None when the file is absent or empty."""
-    lines = _lines(path, required=False)
-    boxes: dict[str, list[Box]] = {}
-    masks: dict[str, list[str]] = {}
-    ignore: dict[str, str] = {}
+@dataclass
+class _Localization:
+    kind: str | None = None
+    boxes: dict[str, list[Box]] = field(default_factory=dict)
+    box_lines: dict[str, list[int]] = field(default_factory=dict)
+    masks: dict[str, list[str]] = field(default_factory=dict)
+    ignore: dict[str, str] = field(default_factory=dict)
+    mentioned: set[str] = field(default_factory=set)
+
+
+def _read_localization(path: Path, known: dict[str, int], report: _Report) -> _Localization:
+    """Boxes (with their lines) or masks and ignore files per image id; kind None when absent or empty."""
+    lines = _lines(path, required=False, report=report)
+    out = _Localization()
     if not lines:
-        return None, boxes, masks, ignore
+        return out
     width = len(_fields(lines[0][1]))
     if width == 5:
         kind, expected = "boxes", BOX_FORMAT
     elif width == 3:
         kind, expected = "masks", MASK_FORMAT
     else:
-        raise ManifestError(f"{path} line {lines[0][0]}: expected {BOX_FORMAT} (boxes) or {MASK_FORMAT} (masks), "
-                            f"got {width} comma-separated fields")
+        report(f"expected {BOX_FORMAT} (boxes) or {MASK_FORMAT} (masks), got {width} comma-separated fields",
+               file=path, line=lines[0][0])
+        return out
+    out.kind = kind
     ignore_line: dict[str, int] = {}
     for lineno, line in lines:
-        where = f"{path} line {lineno}"
         parts = _fields(line)
         if len(parts) != width:
-            raise ManifestError(f"{where}: expected {expected}")
+            report(f"expected {expected}", file=path, line=lineno)
+            continue
         image_id = parts[0]
-        _check_known(image_id, known, where)
+        if not _known(image_id, known, report, path, lineno):
+            continue
+        out.mentioned.add(image_id)
         if kind == "boxes":
             try:
                 x0, y0, x1, y1 = (_number(v) for v in parts[1:])
             except ValueError:
-                raise ManifestError(f"{where}: expected {expected} with numbers, got {line.strip()!r}") from None
+                report(f"expected {expected} with numbers, got {line.strip()!r}", file=path, line=lineno,
+                       image=image_id)
+                continue
             if x1 < x0:
-                raise ManifestError(f"{where}: box {_fmt_box((x0, y0, x1, y1))} has x1 < x0")
+                report(f"box {_fmt_box((x0, y0, x1, y1))} has x1 < x0", file=path, line=lineno, image=image_id)
+                continue
             if y1 < y0:
-                raise ManifestError(f"{where}: box {_fmt_box((x0, y0, x1, y1))} has y1 < y0")
-            boxes.setdefault(image_id, []).append((x0, y0, x1, y1))
+                report(f"box {_fmt_box((x0, y0, x1, y1))} has y1 < y0", file=path, line=lineno, image=image_id)
+                continue
+            out.boxes.setdefault(image_id, []).append((x0, y0, x1, y1))
+            out.box_lines.setdefault(image_id, []).append(lineno)
         else:
             mask, ignore_rel = parts[1], parts[2]
             if not mask:
-                raise ManifestError(f"{where}: empty mask path (expected {expected})")
-            masks.setdefault(image_id, []).append(mask)
+                report(f"empty mask path (expected {expected})", file=path, line=lineno, image=image_id)
+                continue
             if ignore_rel:
-                if image_id in ignore and ignore[image_id] != ignore_rel:
-                    raise ManifestError(
-                        f"{where}: image {image_id!r} already has ignore file {ignore[image_id]!r} "
-                        f"(line {ignore_line[image_id]}); later instance lines leave it empty or repeat it"
-                    )
-                ignore[image_id] = ignore_rel
+                if image_id in out.ignore and out.ignore[image_id] != ignore_rel:
+                    report(f"image {image_id!r} already has ignore file {out.ignore[image_id]!r} "
+                           f"(line {ignore_line[image_id]}); later instance lines leave it empty or repeat it",
+                           file=path, line=lineno, image=image_id)
+                    continue
+                out.ignore[image_id] = ignore_rel
                 ignore_line.setdefault(image_id, lineno)
-    return kind, boxes, masks, ignore
+            out.masks.setdefault(image_id, []).append(mask)
+    return out
 
 
-def read_metadata_split(split_dir: str | Path, *, mask_root: str | Path | None = None) -> MetadataSplit:
+def _missing(report: _Report, path: Path, ids: list[str], have: set[str], what: str, why: str = "") -> None:
+    """Images of ``ids`` not in ``have``: one message listing them, or one problem each when collecting."""
+    absent = [i for i in ids if i not in have]
+    if not absent:
+        return
+    if report.problems is None:
+        raise ManifestError(f"{path}: no {what} for {len(absent)} of {len(ids)} images{why}: {format_ids(absent)}")
+    for image_id in absent:
+        report(f"no {what} for the image{why}", file=path, image=image_id)
+
+
+def read_metadata_split(split_dir: str | Path, *, mask_root: str | Path | None = None,
+                        problems: Problems | None = None) -> MetadataSplit:
     """Read and cross-check one metadata split folder (e.g. ``metadata/CUB/test``).
 
     ``image_ids.txt`` is required; ``class_labels.txt``, ``image_sizes.txt``
@@ -350,45 +430,42 @@ def read_metadata_split(split_dir: str | Path, *, mask_root: str | Path | None =
         split_dir: the split folder.
         mask_root: the folder mask paths of ``localization.txt`` are relative to
             (needed to read masks, not to read the metadata).
+        problems: collect every problem there (each bad line is skipped) instead
+            of raising ManifestError at the first. A missing folder still raises.
     """
     directory = Path(split_dir)
     if not directory.is_dir():
         raise ManifestError(f"metadata folder {directory} does not exist")
-    known = _read_image_ids(directory / IMAGE_IDS)
-    labels = _read_labels(directory / CLASS_LABELS, known)
-    sizes = _read_sizes(directory / IMAGE_SIZES, known)
-    kind, boxes, masks, ignore = _read_localization(directory / LOCALIZATION, known)
+    report = _Report(problems)
+    known = _read_image_ids(directory / IMAGE_IDS, report)
+    read_labels = _read_labels(directory / CLASS_LABELS, known, report)
+    sizes, sized = _read_sizes(directory / IMAGE_SIZES, known, report)
+    loc = _read_localization(directory / LOCALIZATION, known, report)
 
     ids = list(known)
-    if labels is not None:
-        unlabelled = [i for i in ids if i not in labels]
-        if unlabelled:
-            raise ManifestError(f"{directory / CLASS_LABELS}: no label for {len(unlabelled)} of {len(ids)} "
-                                f"images: {format_ids(unlabelled)}")
-    if kind is not None:
-        have = boxes if kind == "boxes" else masks
-        unlocalized = [i for i in ids if i not in have]
-        if unlocalized:
-            raise ManifestError(f"{directory / LOCALIZATION}: no {kind} for {len(unlocalized)} of {len(ids)} "
-                                f"images: {format_ids(unlocalized)}")
-    if kind == "boxes":
-        unsized = [i for i in ids if i not in sizes]
-        if unsized:
-            raise ManifestError(f"{directory / IMAGE_SIZES}: no size for {len(unsized)} of {len(ids)} images "
-                                f"(boxes are rescaled with it): {format_ids(unsized)}")
+    labels = None
+    if read_labels is not None:
+        labels, labelled = read_labels
+        _missing(report, directory / CLASS_LABELS, ids, labelled, "label")
+    if loc.kind is not None:
+        _missing(report, directory / LOCALIZATION, ids, loc.mentioned, loc.kind)
+    if loc.kind == "boxes":
+        _missing(report, directory / IMAGE_SIZES, ids, sized, "size", " (boxes are rescaled with it)")
 
     samples = tuple(
         MetadataSample(
             image_id=i,
             labels=tuple(labels.get(i, ())) if labels is not None else (),
             size=sizes.get(i),
-            boxes=tuple(boxes.get(i, ())),
-            masks=tuple(masks.get(i, ())),
-            ignore=ignore.get(i),
+            boxes=tuple(loc.boxes.get(i, ())),
+            masks=tuple(loc.masks.get(i, ())),
+            ignore=loc.ignore.get(i),
+            line=known[i],
+            box_lines=tuple(loc.box_lines.get(i, ())),
         )
         for i in ids
     )
-    return MetadataSplit(directory=directory, kind=kind, samples=samples,
+    return MetadataSplit(directory=directory, kind=loc.kind, samples=samples,
                          mask_root=None if mask_root is None else Path(mask_root),
                          has_labels=labels is not None)
 
