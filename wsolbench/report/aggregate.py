@@ -21,10 +21,15 @@ from wsolbench.errors import DataError
 SETTING = ("dataset", "backbone", "method", "objective", "cam")
 #: Per-setting descriptions kept from the setting's first run.
 DESCRIPTIVE = ("method_name", "objective_name", "strength_name", "strength")
+#: The protocol of a run: what must agree before two of its numbers are compared (manifest content hash,
+#: CAM threshold step, evaluation resolution, Loc contours, IoU thresholds, CAM resize, the CAM's stage).
+PROTOCOL = ("manifest_hash", "threshold_step", "resolution", "loc_contours", "iou_thresholds", "cam_resize",
+            "cam_stage")
 #: Numeric run columns that are not measurements (not averaged).
-NOT_METRICS = ("seed", "strength")
-#: Text columns joined over the setting's runs (unique values, in run order).
-JOINED = ("config_hash", "code_version", "manifest")
+NOT_METRICS = ("seed", "strength", *PROTOCOL)
+#: Text columns joined over the setting's runs (unique values, in run order): a protocol that differs inside
+#: one setting shows as two values joined, never as an average.
+JOINED = ("config_hash", "code_version", "manifest", *PROTOCOL)
 _SEED_SUFFIX = re.compile(r"-(s|seed)\d+$")
 
 

@@ -24,7 +24,7 @@ from wsolbench._io import atomic_write_text
 from wsolbench.errors import ConfigError, DataError
 from wsolbench.metrics.table import METRICS, metric
 from wsolbench.records import find_records, load_record
-from wsolbench.report.aggregate import SETTING, aggregate_seeds, setting_label
+from wsolbench.report.aggregate import PROTOCOL, SETTING, aggregate_seeds, setting_label
 from wsolbench.report.published import published_for
 from wsolbench.report.significance import INTERVAL_METRICS, compare_to_baseline, parse_baseline
 
@@ -37,7 +37,7 @@ PROVENANCE = ("seed", "seconds", "manifest", "config_hash", "code_version", "run
 #: Column order of the per-run frame: name, axes, names, the objective's relation to label smoothing, every
 #: metric of the metric table (fixed-threshold variants after their base), the same on val, provenance.
 COLUMNS = ("name", *AXES, *NAMES, "effective_smoothing", "loss_scale", *(m.key for m in METRICS),
-           *(f"val_{m.key}" for m in METRICS), *PROVENANCE)
+           *(f"val_{m.key}" for m in METRICS), *PROTOCOL, *PROVENANCE)
 #: Tie-breakers after the chosen sort metric.
 SORT_BY = ("MaxBoxAccV2", "PxAP", "mPxAP", "top1", "mAP")
 #: The localization metrics of the compact table, in order (mPxAP replaces PxAP where a dataset has it).
@@ -65,6 +65,20 @@ def _derived_strength(record: dict[str, Any], label: Any) -> tuple[str | None, f
     return key, float(value)
 
 
+def protocol_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`~wsolbench.report.aggregate.PROTOCOL` columns of a record (None where it does not say)."""
+    conventions = (record.get("selection") or {}).get("conventions") or {}
+    evaluation = (record.get("config") or {}).get("eval") or {}
+    ious = evaluation.get("iou_thresholds")
+    return {"manifest_hash": (record.get("manifest") or {}).get("hash"),
+            "threshold_step": conventions.get("threshold_step", evaluation.get("threshold_step")),
+            "resolution": conventions.get("resolution", evaluation.get("resolution")),
+            "loc_contours": conventions.get("loc_contours", evaluation.get("loc_contours")),
+            "iou_thresholds": "+".join(str(i) for i in ious) if ious else None,
+            "cam_resize": conventions.get("cam_resize", evaluation.get("cam_resize")),
+            "cam_stage": conventions.get("cam_stage", evaluation.get("cam_stage"))}
+
+
 def record_row(record: dict[str, Any], run_dir: Path | str | None = None) -> dict[str, Any]:
     """One run as a flat dict: the summary (axes, test metrics unprefixed), names and strength, ``val_<metric>``,
     the objective's effective smoothing and loss scale, seed, seconds, manifest name, and ``run_dir`` (str or
@@ -88,6 +102,7 @@ def record_row(record: dict[str, Any], run_dir: Path | str | None = None) -> dic
     val = ((record.get("val") or {}).get("summary")) or {}
     row.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     row["run_dir"] = None if run_dir is None else str(run_dir)
+    row.update(protocol_of(record))
     return row
 
 
