@@ -122,7 +122,7 @@ def _run_options(func: Any) -> Any:
         click.option("--output-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
                      help="Where run folders, leaderboards and plots are written."),
         click.option("--dataset", default=None,
-                     help="synthetic (built in), manifest (--set data.manifest=DIR) or a real dataset: "
+                     help="synthetic or digits (built in), manifest (--set data.manifest=DIR) or a real dataset: "
                           "cub, imagenet, openimages, voc, pet, wsolevaluation."),
         click.option("--data-root", type=click.Path(path_type=Path), default=None,
                      help="The raw dataset folder, laid out as its publisher ships it."),
@@ -152,34 +152,45 @@ def _resolve(preset: str | None, config_path: Path | None, sets: tuple[str, ...]
     return load_config(preset_name=preset, path=config_path, overrides=overrides)
 
 
-def _print_leaderboard(frame: Any) -> None:
+def _print_leaderboard(frame: Any, *, sort_by: str = "MaxBoxAccV2", baseline: str | None = "ce") -> None:
+    """The compact aggregated leaderboard (the tables of leaderboard.md) on the console."""
     from rich.console import Console
     from rich.table import Table
 
-    labels = ("dataset", "backbone", "method", "objective", "cam")
-    varying = [c for c in labels if c in frame.columns and (frame[c].nunique() > 1 or c in ("method", "objective"))]
-    show = varying + [c for c in ("top1", "mAP", "entropy_norm", "MaxBoxAcc", "MaxBoxAccV2", "GT-known Loc",
-                                  "Top-1 Loc", "PxAP", "mPxAP", "effective_smoothing") if c in frame.columns]
+    from wsolbench.report.leaderboard import compact_table, groups_of
+
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)
-    table = Table(title="wsolbench leaderboard (test split, %)")
-    for col in show:
-        table.add_column(col, justify="left" if col in labels else "right")
-    for _, row in frame.iterrows():
-        table.add_row(*[f"{row[c]:.4f}" if c in ("entropy_norm", "effective_smoothing") and row[c] == row[c]
-                        else f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in show])
-    console.print(table)
+    for title, rows in groups_of(frame):
+        shown = compact_table(rows, sort_by=sort_by, baseline=baseline)
+        table = Table(title=f"wsolbench leaderboard {title} (test split, %, mean ± std over seeds)".replace("  ", " "))
+        for col in shown.columns:
+            table.add_column(col, justify="left" if col == "setting" else "right")
+        for _, row in shown.iterrows():
+            table.add_row(*[str(v) for v in row])
+        console.print(table)
 
 
-def _write_reports(records: list[dict[str, Any]], output_dir: Path, command: str) -> Any:
-    from wsolbench.report import leaderboard_frame, plot_entropy_vs_accuracy, write_leaderboard
+def _write_reports(records: list[Any], output_dir: Path, command: str, *, baseline: str | None = "ce",
+                   sort_by: str = "MaxBoxAccV2", n_resamples: int = 1000, published: Any = None) -> Any:
+    """runs.csv, leaderboard.csv / .md (aggregated over seeds, intervals against ``baseline``) and the plot;
+    ``records`` are ``(record, run_dir)`` pairs, or records whose run folders are found under ``output_dir``."""
+    from wsolbench.report import leaderboard_frame, plot_entropy_vs_accuracy, plot_threshold_sweeps, write_leaderboard
+    from wsolbench.report.leaderboard import localization_metric, runs_frame, with_run_dirs, write_runs
 
-    frame = leaderboard_frame(records)
-    csv_path, md_path = write_leaderboard(frame, output_dir, command=command)
-    outputs = [csv_path, md_path]
-    if not frame.empty and "entropy_norm" in frame:
-        outputs.append(plot_entropy_vs_accuracy(frame, output_dir / "entropy_vs_accuracy.png"))
+    pairs = with_run_dirs(records, output_dir)
+    runs = runs_frame(pairs)
+    frame = leaderboard_frame(runs, baseline=baseline, sort_by=sort_by, n_resamples=n_resamples)
+    csv_path, md_path = write_leaderboard(frame, output_dir, command=command, sort_by=sort_by, baseline=baseline,
+                                          n_resamples=n_resamples, published=published)
+    outputs = [write_runs(runs, output_dir), csv_path, md_path]
+    metric = localization_metric(frame, sort_by)
+    if not frame.empty and "entropy_norm" in frame and metric is not None:
+        outputs.append(plot_entropy_vs_accuracy(frame, output_dir / "entropy_vs_accuracy.png", metric=metric))
+    plain = [record for record, _ in pairs]
+    if any((r.get("test") or {}).get("boxes") or (r.get("test") or {}).get("masks") for r in plain):
+        outputs.append(plot_threshold_sweeps(plain, output_dir / "threshold_sweeps.png"))
     for path in outputs:
         click.echo(f"wrote {path}", err=True)
     return frame
@@ -195,64 +206,91 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-def _axis_overrides(sets: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]:
-    """Split ``--set`` items into the rest and the ``method.*`` / ``objective.*`` parameters a bench
-    hands to each of its classes that has them (``objective.name`` / ``method.name`` select classes)."""
-    rest, params = [], {"method": {}, "objective": {}}
-    for item in sets:
-        key = item.split("=", 1)[0].strip()
-        section = key.split(".", 1)[0]
-        if section in params and "." in key:
-            params[section].update(parse_overrides([item])[section])
-        else:
-            rest.append(item)
-    return tuple(rest), params["method"], params["objective"]
-
-
 def _flatten(values: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
     return tuple(name for group in values for name in group)
 
 
+def _int_list(text: str | None) -> list[int]:
+    """``--seeds 0,1,2`` -> ``[0, 1, 2]`` (a usage error names the bad item)."""
+    items = [t.strip() for t in (text or "").split(",") if t.strip()]
+    try:
+        return [int(t) for t in items]
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers, got {text!r}") from None
+
+
+def _report_bench(outcome: Any, total: int) -> None:
+    """Who did what: the runs this process trained, those done earlier or by others, those others still hold."""
+    parts = [f"{len(outcome.trained)} trained here", f"{len(outcome.reused)} done earlier or by other processes"]
+    if outcome.failures:
+        parts.append(f"{len(outcome.failures)} failed here")
+    if outcome.failed_elsewhere:
+        parts.append(f"{len(outcome.failed_elsewhere)} failed in other processes")
+    if outcome.held:
+        parts.append(f"{len(outcome.held)} still held by other processes ({', '.join(outcome.held)})")
+    click.echo(f"bench: {total} runs: " + ", ".join(parts), err=True)
+    for name, message in outcome.failed_elsewhere:
+        click.echo(f"warning: run {name} failed in another process: {message}", err=True)
+
+
 @cli.command()
 @_run_options
+@click.option("--grid", "grid_path", type=click.Path(path_type=Path), default=None,
+              help="A grid file (YAML: preset, set, axes); flags add axes and win over the file's.")
 @click.option("--method", "methods", multiple=True, type=RegistryName("method", many=True),
               help="WSOL methods to compare (comma-separated or repeated; default: the config's, cam).")
 @click.option("--objective", "objectives", multiple=True, type=RegistryName("objective", many=True),
-              help=f"Objectives to compare (comma-separated or repeated; default: {', '.join(BENCH_OBJECTIVES)}).")
-@click.option("--cam", default=None, type=RegistryName("cam"),
-              help="CAM extractor the runs are evaluated with (default: cam, the native CAM).")
+              help=f"Objectives to compare (comma-separated or repeated; default without --grid: "
+                   f"{', '.join(BENCH_OBJECTIVES)}).")
+@click.option("--cam", "cams", multiple=True, type=RegistryName("cam", many=True),
+              help="CAM extractors the runs are evaluated with (comma-separated or repeated; default: cam).")
+@click.option("--backbone", "backbones", multiple=True,
+              help="Backbones (comma-separated or repeated; default: the config's).")
+@click.option("--seeds", default=None, help="Seeds as an axis, e.g. 0,1,2 (--seed sets the one seed of every run).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: one run after the other in this process; ray: one Ray task per run.")
+@click.option("--ray-address", default=None,
+              help="Ray cluster to join (auto: the one 'ray start' made on this machine); default: a local Ray.")
+@click.option("--dry-run", is_flag=True, help="Print the runs, how many are done and the time left; train nothing.")
 def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], output_dir: Path,
           dataset: str | None, data_root: Path | None, device: str | None, seed: int | None,
-          threads: int | None, rerun: bool, resume: bool, progress: bool, methods: tuple[tuple[str, ...], ...],
-          objectives: tuple[tuple[str, ...], ...], cam: str | None) -> None:
-    """Train and evaluate methods x objectives under one identical protocol; write a leaderboard and a plot.
+          threads: int | None, rerun: bool, resume: bool, progress: bool, grid_path: Path | None,
+          methods: tuple[tuple[str, ...], ...], objectives: tuple[tuple[str, ...], ...],
+          cams: tuple[tuple[str, ...], ...], backbones: tuple[str, ...], seeds: str | None, executor: str,
+          ray_address: str | None, dry_run: bool) -> None:
+    """Train and evaluate a grid of runs under one identical protocol; write a leaderboard and a plot.
 
-    On the built-in synthetic data by default (preset 'quick'; 'smoke' for CI). '--set objective.lam=1'
-    goes to every objective of the bench that has 'lam' (likewise 'method.*'); a parameter none of
-    them has is refused.
+    Axes: methods x objectives (x strengths, seeds, CAM extractors, backbones, any config key), from a
+    grid file and flags. '--set objective.lam=0.1,1' is an axis that goes to every objective of the grid
+    that has 'lam' (likewise 'method.*'); a parameter none of them has is refused. Finished runs are
+    reused, interrupted ones resumed, failed ones retried; several bench processes may share one
+    --output-dir (results.sqlite claims each run for one of them).
     """
-    from wsolbench._io import ensure_writable_dir
-    from wsolbench.bench import bench_configs, run_bench
+    from wsolbench.bench import (axes_from_sets, grid_configs, grid_records, plan_bench, plan_lines, read_grid_file,
+                                 report_lock, run_bench)
 
-    rest, method_params, objective_params = _axis_overrides(sets)
-    method_names = list(_flatten(methods)) or ([method_params.pop("name")] if "name" in method_params else None)
-    objective_names = (list(_flatten(objectives))
-                       or ([objective_params.pop("name")] if "name" in objective_params else list(BENCH_OBJECTIVES)))
-    method_params.pop("name", None)
-    objective_params.pop("name", None)
-    if cam:
-        rest = (*rest, f"eval.cam={cam}")
-    base = _resolve(preset, config_path, rest, dataset=dataset, data_root=data_root, device=device, seed=seed,
-                    threads=threads)
-    ensure_writable_dir(output_dir)
-    configs = bench_configs(base, objective_names, methods=method_names, objective_params=objective_params,
-                            method_params=method_params)
+    grid = read_grid_file(grid_path) if grid_path is not None else None
+    flag_axes = axes_from_sets(sets)
+    named = {"method.name": _flatten(methods), "objective.name": _flatten(objectives), "eval.cam": _flatten(cams),
+             "model.backbone": tuple(b.strip() for group in backbones for b in group.split(",") if b.strip()),
+             "seed": _int_list(seeds)}
+    flag_axes.update({key: list(values) for key, values in named.items() if values})
+    default_axes = {} if grid is not None else {"objective.name": list(BENCH_OBJECTIVES)}
+    base = _resolve(preset or (grid.preset if grid else None), config_path, (), dataset=dataset,
+                    data_root=data_root, device=device, seed=seed, threads=threads)
+    configs = grid_configs(base, grid=grid, flag_axes=flag_axes, default_axes=default_axes)
+    if dry_run:
+        for line in plan_lines(plan_bench(configs, output_dir=output_dir)):
+            click.echo(line)
+        return
     outcome = run_bench(configs, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun,
-                        resume=resume)
-    records = [r.record for r in outcome.results]
-    if records:
-        frame = _write_reports(records, output_dir, _command_line())
+                        resume=resume, executor=executor, ray_address=ray_address)
+    with report_lock(output_dir):  # read and write under the lock: the last writer has every finished run
+        records = grid_records(configs, output_dir)
+        frame = _write_reports(records, output_dir, _command_line()) if records else None
+    if frame is not None:
         _print_leaderboard(frame)
+    _report_bench(outcome, len(configs))
     if outcome.failures:
         for name, message in outcome.failures:
             click.echo(f"error: run {name} failed: {message}", err=True)
@@ -373,18 +411,45 @@ def methods(as_json: bool) -> None:
 @click.argument("runs_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--output-dir", type=click.Path(path_type=Path), default=None,
               help="Where to write the leaderboard (default: RUNS_DIR).")
-def leaderboard(runs_dir: Path, output_dir: Path | None) -> None:
-    """Rebuild leaderboard.csv, leaderboard.md and entropy_vs_accuracy.png from the run records under RUNS_DIR."""
+@click.option("--baseline", default="ce", show_default=True,
+              help="What each setting is compared with: an objective label or name (ce, kl_uniform(lam=0.3)), "
+                   "or AXIS=VALUE for another axis (method=cam, cam=gradcam, backbone=resnet50); 'none': no Δ.")
+@click.option("--sort-by", default="MaxBoxAccV2", show_default=True, metavar="METRIC",
+              help="Metric the rows are sorted by, best first (a key of the metric table: PxAP, top1, ...).")
+@click.option("--bootstrap", "n_resamples", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Paired bootstrap resamples over test images for the 95% intervals (0: differences only).")
+@click.option("--with-published", is_flag=True,
+              help="Show the published numbers of the same dataset and backbone (leaderboards/published/).")
+@click.option("--published-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder of published-number CSVs (default: the checkout's leaderboards/published).")
+def leaderboard(runs_dir: Path, output_dir: Path | None, baseline: str, sort_by: str, n_resamples: int,
+                with_published: bool, published_dir: Path | None) -> None:
+    """Rebuild runs.csv, leaderboard.csv, leaderboard.md and entropy_vs_accuracy.png from the run records under
+    RUNS_DIR: one row per setting (mean ± std over seeds), each compared with its baseline."""
     from wsolbench._io import ensure_writable_dir
     from wsolbench.errors import DataError
+    from wsolbench.metrics.table import metric
     from wsolbench.records import find_records, load_records
+    from wsolbench.report.published import load_published
+    from wsolbench.report.significance import parse_baseline
 
+    metric(sort_by)  # ConfigError on an unknown metric
+    chosen = None if baseline.strip().lower() == "none" else baseline
+    if chosen is not None:
+        parse_baseline(chosen)
+    published = load_published(published_dir) if with_published or published_dir else None
     paths = find_records(runs_dir)
     if not paths:
         raise DataError(f"no run records (record.json) under {runs_dir}")
     out = ensure_writable_dir(output_dir or runs_dir)
-    frame = _write_reports(load_records(paths), out, _command_line())
-    _print_leaderboard(frame)
+    pairs = list(zip(load_records(paths), (p.parent for p in paths)))
+    frame = _write_reports(pairs, out, _command_line(), baseline=chosen, sort_by=sort_by, n_resamples=n_resamples,
+                           published=published)
+    if sort_by not in frame.columns:
+        click.echo(f"warning: no run has {sort_by}; sorted by the next of MaxBoxAccV2, PxAP, mPxAP, top1", err=True)
+    if chosen is not None and "is_baseline" in frame and not frame["is_baseline"].any():
+        click.echo(f"warning: no setting is the baseline {chosen!r}: no differences", err=True)
+    _print_leaderboard(frame, sort_by=sort_by, baseline=chosen)
 
 
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
