@@ -299,6 +299,87 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
 
 @cli.command()
 @_run_options
+@click.option("--objective", "objectives", multiple=True, metavar="NAME[(KEY=V,...)]",
+              help="A regularizer to sweep, e.g. kl_uniform or kl_uniform(normalize_loss_scale=true); repeat it, "
+                   "each with its own --values.")
+@click.option("--values", "values", multiple=True, metavar="V1,V2,...",
+              help="The strengths of the --objective in the same position (its declared strength: lam, eps, beta).")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Seeds of every strength and of the baseline.")
+@click.option("--method", "methods", multiple=True, type=RegistryName("method", many=True),
+              help="WSOL methods (comma-separated or repeated; default: the config's, cam).")
+@click.option("--baseline", default="ce", show_default=True, help="The objective every strength is compared with.")
+@click.option("--metric", default="MaxBoxAccV2", show_default=True,
+              help="The strength is chosen by this metric's mean over seeds on val (never on test).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--ray-address", default=None, help="Ray cluster to join (default: a local Ray).")
+@click.option("--dry-run", is_flag=True, help="Print the runs, how many are done and the time left; train nothing.")
+def sweep(preset: str | None, config_path: Path | None, sets: tuple[str, ...], output_dir: Path,
+          dataset: str | None, data_root: Path | None, device: str | None, seed: int | None,
+          threads: int | None, rerun: bool, resume: bool, progress: bool, objectives: tuple[str, ...],
+          values: tuple[str, ...], seeds: str, methods: tuple[tuple[str, ...], ...], baseline: str, metric: str,
+          executor: str, ray_address: str | None, dry_run: bool) -> None:
+    """Sweep regularizer strengths with seeds, choose each strength on val, report test there beside the baseline.
+
+    Writes the bench's outputs (leaderboard with paired intervals, entropy-vs-accuracy plot with one line per
+    regularizer and the val-chosen strength ringed, threshold sweeps) and sweep.md: per regularizer, the
+    strength chosen by the val mean of --metric and its test numbers next to the baseline, with the paired
+    bootstrap interval. '--set objective.KEY=V' goes to every swept objective that has KEY.
+    """
+    from wsolbench.bench import grid_records, plan_bench, plan_lines, report_lock, run_bench
+    from wsolbench.bench.sweep import lines_from_flags, sweep_configs, with_fixed
+    from wsolbench.metrics.table import metric as metric_entry
+
+    metric_entry(metric)  # ConfigError on an unknown metric
+    rest = tuple(item for item in sets if not item.strip().startswith("objective."))
+    fixed = parse_overrides([item for item in sets if item.strip().startswith("objective.")]).get("objective", {})
+    lines = with_fixed(lines_from_flags(objectives, values), fixed)
+    base = _resolve(preset, config_path, rest, dataset=dataset, data_root=data_root, device=device, seed=seed,
+                    threads=threads)
+    method_names = list(_flatten(methods))
+    configs = sweep_configs(base, lines, seeds=_int_list(seeds), baseline=baseline,
+                            axes={"method.name": method_names} if method_names else None)
+    if dry_run:
+        for line in plan_lines(plan_bench(configs, output_dir=output_dir)):
+            click.echo(line)
+        return
+    outcome = run_bench(configs, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun,
+                        resume=resume, executor=executor, ray_address=ray_address)
+    with report_lock(output_dir):
+        records = grid_records(configs, output_dir)
+        frame = _write_reports(records, output_dir, _command_line(), baseline=baseline, sort_by=metric) \
+            if records else None
+        if frame is not None:
+            click.echo(_write_sweep(frame, output_dir, baseline=baseline, metric=metric))
+    _report_bench(outcome, len(configs))
+    if outcome.failures:
+        for name, message in outcome.failures:
+            click.echo(f"error: run {name} failed: {message}", err=True)
+        sys.exit(1)
+
+
+def _write_sweep(frame: Any, output_dir: Path, *, baseline: str, metric: str) -> str:
+    """sweep.md: the val-chosen strength of every regularizer, test beside the baseline; returns its text."""
+    from wsolbench._io import atomic_write_text
+    from wsolbench.report.sweep import sweep_markdown, sweep_tables
+
+    lines = ["# wsolbench sweep", "", f"Made by: `{_command_line()}`", "",
+             f"Each regularizer's strength is chosen by the mean over seeds of val {metric} (never test); the "
+             f"numbers are test, percent, mean ± sample std over seeds; Δ is the chosen strength minus the "
+             f"baseline {baseline} with its 95% paired bootstrap interval over test images (* when it excludes "
+             "zero). Every strength is in leaderboard.md; the plot is entropy_vs_accuracy.png.", ""]
+    tables = sweep_tables(frame, baseline=baseline, metric=metric)
+    for title, table in tables:
+        lines += [f"## {title}", "", sweep_markdown(table, metric=metric), ""]
+    if not tables:
+        lines += ["No regularizer with a baseline and val numbers to choose from.", ""]
+    text = "\n".join(lines)
+    path = atomic_write_text(output_dir / "sweep.md", text)
+    click.echo(f"wrote {path}", err=True)
+    return text
+
+
+@cli.command()
+@_run_options
 @click.option("--method", default=None, type=RegistryName("method"), help="WSOL method (default: the config's, cam).")
 @click.option("--objective", default=None, type=RegistryName("objective"),
               help="Objective (default: the config's, ce).")

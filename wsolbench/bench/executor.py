@@ -198,10 +198,11 @@ def _settle(configs: Sequence[RunConfig], ctx: BenchContext) -> None:
     outcome.results.sort(key=lambda r: order.get(r.record.get("config_hash", ""), len(order)))
 
 
-def grid_records(configs: Sequence[RunConfig], output_dir: Path) -> list[dict[str, Any]]:
-    """The records of every run of ``configs`` finished so far, by whichever process (read from the record files)."""
+def grid_records(configs: Sequence[RunConfig], output_dir: Path) -> list[tuple[dict[str, Any], Path]]:
+    """``(record, run folder)`` of every run of ``configs`` finished so far, by whichever process (read from
+    the record files)."""
     paths = [run_dir(cfg, output_dir) / RECORD_FILE for cfg in configs]
-    return [load_record(p) for p in paths if p.exists()]
+    return [(load_record(p), p.parent) for p in paths if p.exists()]
 
 
 @contextlib.contextmanager

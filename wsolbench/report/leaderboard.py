@@ -223,8 +223,9 @@ def interval_text(diff: Any, low: Any, high: Any) -> str:
     if _missing(diff):
         return "-"
     if _missing(low) or _missing(high):
-        return f"{diff:+.2f}"
+        return f"{round(float(diff), 2) + 0.0:+.2f}"
     mark = " *" if (low > 0 or high < 0) else ""
+    diff, low, high = (round(float(v), 2) + 0.0 for v in (diff, low, high))  # no "-0.00"
     return f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]{mark}"
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from wsolbench.errors import ConfigError
 from wsolbench.metrics.table import metric as metric_entry
 from wsolbench.report.aggregate import SETTING
+from wsolbench.report.leaderboard import interval_text
 
 #: The SETTING columns less the objective: the strengths of an objective compete within one group.
 GROUP = tuple(c for c in SETTING if c != "objective")
@@ -230,13 +231,6 @@ def _mean_std(mean: Any, std: Any, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _interval(diff: float, low: float, high: float) -> str:
-    if math.isnan(diff):
-        return ""
-    mark = " *" if (low > 0 or high < 0) else ""
-    return f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]{mark}"
-
-
 def sweep_markdown(summary: pd.DataFrame, *, metric: str = "MaxBoxAccV2") -> str:
     """The :func:`sweep_summary` frame as a Markdown table: mean ± std (just the mean for one seed), and
     ``Δ <metric>`` with its interval (``*`` when it excludes zero) on the chosen row."""
@@ -248,7 +242,39 @@ def sweep_markdown(summary: pd.DataFrame, *, metric: str = "MaxBoxAccV2") -> str
                  f"val {metric}": _mean_std(row[f"val_{metric}"], None)}
         cells.update({m: _mean_std(row[m], row[f"{m}_std"], 4 if m.startswith("entropy") else 2) for m in metrics})
         if f"{metric}_diff" in summary:
-            cells[f"Δ {metric} (95% CI)"] = _interval(row[f"{metric}_diff"], row[f"{metric}_low"],
+            cells[f"Δ {metric} (95% CI)"] = interval_text(row[f"{metric}_diff"], row[f"{metric}_low"],
                                                       row[f"{metric}_high"])
         lines.append(cells)
     return pd.DataFrame(lines).to_markdown(index=False, disable_numparse=True)
+
+
+def sweep_tables(agg: pd.DataFrame, *, baseline: str = "ce", metric: str = "MaxBoxAccV2") -> list[tuple[str, pd.DataFrame]]:
+    """Per group (dataset, backbone, method, cam): ``(title, frame)`` with the baseline row, then one row per
+    regularizer at its val-chosen strength (rows of :func:`sweep_summary`, the intervals those ``agg`` holds
+    against ``baseline``). Groups without a baseline row or without a regularizer are left out."""
+    frame = with_axis_names(agg)
+    chosen = chosen_strengths(frame, metric=metric)
+    if chosen.empty:
+        return []
+    frame = frame.assign(_regularizer=[regularizer_of(o, s) for o, s in zip(frame["objective"], frame["strength_name"])])
+    groups = group_columns(frame)
+    tables = []
+    for key, picks in chosen.groupby(groups, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        same = pd.Series(True, index=frame.index)
+        for column, value in zip(groups, key):
+            same &= frame[column].astype(str) == str(value)
+        rows = []
+        for _, pick in picks.iterrows():
+            regularizer = regularizer_of(pick["objective"], pick["strength_name"])
+            subset = frame[same & ((frame["_regularizer"] == regularizer) | frame["strength"].isna())]
+            try:
+                summary = sweep_summary(subset.drop(columns="_regularizer"), objective_name=pick["objective_name"],
+                                        baseline=baseline, metric=metric)
+            except ConfigError:
+                continue  # no baseline in this group
+            rows.append(summary.iloc[[1]] if rows else summary)
+        if rows:
+            title = " · ".join(str(v) for v in key if str(v))
+            tables.append((title, pd.concat(rows, ignore_index=True)))
+    return tables
