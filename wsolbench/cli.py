@@ -773,6 +773,75 @@ def data_show(manifest_dir: Path, out: Path, count: int, split: str | None, seed
     path = render_grid(manifest_dir, out=out, n=count, split=split, seed=seed, tile=tile)
     click.echo(f"wrote {path}", err=True)
 
+@cli.command()
+@click.argument("runs_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--baseline", "baseline_path", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The committed baseline: an aggregated leaderboard.csv (or one --update wrote).")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="METRIC=POINTS",
+              help="Allowed drop of a metric in points (repeatable). Default per row: with several seeds "
+                   "max(0.25, 3 * sqrt(2) * std / sqrt(n)), the baseline's seed spread (std, n seeds), three "
+                   "standard errors of a difference of two n-seed means; with one seed 1.0 point.")
+@click.option("--metrics", default=None, metavar="A,B",
+              help="Metrics to check (default: top1, MaxBoxAccV2, GT-known Loc, Top-1 Loc, PxAP, mPxAP, mAP "
+                   "where the baseline has them).")
+@click.option("--junit-xml", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write JUnit XML: one test case per (row, metric).")
+@click.option("--update", is_flag=True, help="Rewrite the baseline from RUNS_DIR (deliberately) instead of checking.")
+def check(runs_dir: Path, baseline_path: Path, tolerances: tuple[str, ...], metrics: str | None,
+          junit_xml: Path | None, update: bool) -> None:
+    """Compare the runs under RUNS_DIR with a baseline leaderboard, setting by setting and metric by metric.
+
+    Rows match by dataset, backbone, method, objective (with its strength), CAM extractor and seeds. Exit 1
+    when a metric drops beyond its tolerance or a baseline row is missing; a better result passes and is
+    reported. A baseline made under another protocol (manifest, thresholds, resolution, contours, IoUs, CAM
+    resize or stage) is refused, not compared.
+    """
+    from wsolbench.errors import CheckFailed, DataError
+    from wsolbench.records import find_records, load_records
+    from wsolbench.report.aggregate import aggregate_seeds
+    from wsolbench.report.check import compare, parse_tolerances, read_baseline, verdict_frame, write_baseline
+    from wsolbench.report.check import write_junit
+    from wsolbench.report.leaderboard import runs_frame
+
+    paths = find_records(runs_dir)
+    if not paths:
+        raise DataError(f"no run records (record.json) under {runs_dir}")
+    current = aggregate_seeds(runs_frame(list(zip(load_records(paths), (p.parent for p in paths)))))
+    if update:
+        click.echo(f"wrote {write_baseline(current, baseline_path)} ({len(current)} settings)", err=True)
+        return
+    chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    verdicts = compare(read_baseline(baseline_path), current, metrics=chosen,
+                       tolerances=parse_tolerances(tolerances), source=str(baseline_path))
+    _print_verdicts(verdict_frame(verdicts))
+    if junit_xml is not None:
+        click.echo(f"wrote {write_junit(verdicts, junit_xml)}", err=True)
+    failed = [v for v in verdicts if v.failed]
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in ("pass", "better", "worse", "missing", "new")}
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    if failed:
+        raise CheckFailed(f"{len(failed)} of {len(verdicts)} checks failed against {baseline_path} ({summary})")
+    click.echo(f"check passed against {baseline_path}: {summary}")
+
+
+def _print_verdicts(frame: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console() if Console().is_terminal else Console(width=160)
+    table = Table(title="wsolbench check (test split, points)")
+    for column in ("setting", "metric", "baseline", "current", "diff", "tolerance", "verdict"):
+        table.add_column(column, justify="left" if column in ("setting", "metric", "verdict") else "right")
+    style = {"worse": "bold red", "missing": "bold red", "better": "green", "new": "cyan"}
+    for row in frame.itertuples(index=False):
+        cells = [row.setting, row.metric, *(("-" if v != v else f"{v:+.2f}" if k == "diff" else f"{v:.2f}")
+                                            for k, v in (("baseline", row.baseline), ("current", row.current),
+                                                         ("diff", row.diff), ("tolerance", row.tolerance))),
+                 row.verdict]
+        table.add_row(*cells, style=style.get(row.verdict))
+    console.print(table)
+
+
 def main() -> None:
     cli(obj={})
 

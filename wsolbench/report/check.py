@@ -201,3 +201,30 @@ def write_junit(verdicts: Sequence[Verdict], path: Path, *, suite: str = "wsolbe
             ET.SubElement(case, "system-out").text = f"{v.verdict}: {message}"
     ET.indent(root)
     return atomic_write_text(Path(path), ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")
+
+
+def read_baseline(path: Path) -> pd.DataFrame:
+    """A baseline CSV (an aggregated leaderboard.csv, or one ``--update`` wrote); DataError naming the file
+    when it cannot be read or lacks the key columns."""
+    from wsolbench.errors import DataError
+
+    try:
+        frame = pd.read_csv(path, keep_default_na=True)
+    except FileNotFoundError:
+        raise DataError(f"baseline {path} does not exist (make one with wsolbench check --update)") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"baseline {path} cannot be read: {exc}") from None
+    missing = [c for c in KEY if c not in frame.columns]
+    if missing:
+        raise DataError(f"baseline {path}: no column {missing[0]!r}; it is not an aggregated leaderboard "
+                        "(leaderboard.csv of wsolbench bench / leaderboard, or wsolbench check --update)")
+    return frame
+
+
+def write_baseline(agg: pd.DataFrame, path: Path) -> Path:
+    """The aggregated leaderboard as a baseline CSV (floats to 4 decimals), atomically."""
+    out = agg.copy()
+    for column in out.columns:
+        if pd.api.types.is_float_dtype(out[column]):
+            out[column] = out[column].round(4)
+    return atomic_write_text(Path(path), out.to_csv(index=False))
