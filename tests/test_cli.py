@@ -122,7 +122,8 @@ def test_second_bench_reuses_and_leaderboard_rebuilds(smoke_runs, tmp_path):
 
 
 @pytest.mark.parametrize("command", [[], ["bench"], ["train"], ["evaluate"], ["leaderboard"], ["presets"], ["methods"],
-                                     ["evaluate-cams"], ["data"], ["data", "prepare"], ["data", "verify"]])
+                                     ["evaluate-cams"], ["data"], ["data", "prepare"], ["data", "verify"], ["report"],
+                                     ["sweep"], ["check"]])
 def test_help(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0 and "Usage" in result.output

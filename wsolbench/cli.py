@@ -284,7 +284,7 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
             click.echo(line)
         return
     outcome = run_bench(configs, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun,
-                        resume=resume, executor=executor, ray_address=ray_address)
+                        resume=resume, executor=executor, ray_address=ray_address, command=_command_line())
     with report_lock(output_dir):  # read and write under the lock: the last writer has every finished run
         records = grid_records(configs, output_dir)
         frame = _write_reports(records, output_dir, _command_line()) if records else None
@@ -343,7 +343,7 @@ def sweep(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
             click.echo(line)
         return
     outcome = run_bench(configs, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun,
-                        resume=resume, executor=executor, ray_address=ray_address)
+                        resume=resume, executor=executor, ray_address=ray_address, command=_command_line())
     with report_lock(output_dir):
         records = grid_records(configs, output_dir)
         frame = _write_reports(records, output_dir, _command_line(), baseline=baseline, sort_by=metric) \
@@ -399,7 +399,7 @@ def train(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
                    seed=seed, threads=threads)
     ensure_writable_dir(output_dir)
     result = train_and_evaluate(cfg, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun,
-                                resume=resume)
+                                resume=resume, command=_command_line())
     click.echo(json.dumps(result.record["summary"], indent=1))
     click.echo(f"wrote {result.path}", err=True)
 
@@ -594,12 +594,19 @@ def summary_footer(report: dict[str, Any]) -> str:
               help="Per-class maps against class-index masks (VOC style): report mPxAP.")
 @click.option("--allow-missing", is_flag=True, help="Skip images without a map and ignore extra maps (counted).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Maps read at a time.")
+@click.option("--workers", type=int, default=None,
+              help="Threads decoding masks and evaluating maps [default: every CPU available].")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the ground truth read at the resolution is cached [default: $WSOLBENCH_CACHE_DIR, "
+                   "else $XDG_CACHE_HOME/wsolbench, else ~/.cache/wsolbench].")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the ground-truth cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result, curves included, as one JSON object.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def evaluate_cams(scoremaps: Path, manifest_dir: Path | None, split: str | None, metadata_dir: Path | None,
                   mask_root: Path | None, predictions: Path | None, threshold_step: float,
                   resolution: int | None, loc_threshold: float | None, loc_contours: str, multiclass: bool,
-                  allow_missing: bool, batch_size: int, as_json: bool, progress: bool) -> None:
+                  allow_missing: bool, batch_size: int, workers: int | None, cache_dir: Path | None,
+                  no_cache: bool, as_json: bool, progress: bool) -> None:
     """Evaluate saved score maps of any model against a manifest split or community metadata."""
     from rich.console import Console
     from rich.markup import escape
@@ -613,7 +620,7 @@ def evaluate_cams(scoremaps: Path, manifest_dir: Path | None, split: str | None,
         predictions=predictions, multiclass=multiclass, threshold_step=threshold_step,
         resolution=EVAL_RESOLUTION if resolution is None else resolution, loc_threshold=loc_threshold,
         loc_contours=loc_contours, allow_missing=allow_missing, batch_size=batch_size,
-        progress=RichProgress(progress))
+        progress=RichProgress(progress), workers=workers, cache_dir=cache_dir, use_cache=not no_cache)
     if as_json:
         click.echo(json.dumps(report, indent=1))
         return
@@ -840,6 +847,32 @@ def _print_verdicts(frame: Any) -> None:
                  row.verdict]
         table.add_row(*cells, style=style.get(row.verdict))
     console.print(table)
+
+
+@cli.command("report")
+@click.argument("runs_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("report"), show_default=True,
+              help="The folder of index.html and its images (and the leaderboard files the page shows).")
+@click.option("--baseline", default="ce", show_default=True,
+              help="What each setting is compared with: an objective (ce, kl_uniform(lam=0.3)) or AXIS=VALUE "
+                   "(method=cam); 'none': no Δ.")
+@click.option("--sort-by", default="MaxBoxAccV2", show_default=True, metavar="METRIC",
+              help="Metric the leaderboard rows are sorted by, best first.")
+@click.option("--bootstrap", "n_resamples", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Paired bootstrap resamples over test images for the 95% intervals (0: differences only).")
+def report_command(runs_dir: Path, out: Path, baseline: str, sort_by: str, n_resamples: int) -> None:
+    """Write a static HTML report of the runs under RUNS_DIR: OUT/index.html with its images beside it.
+
+    The leaderboard with its intervals, the entropy-vs-accuracy and threshold-sweep plots, CAM galleries (the
+    same test images in every setting; each setting's best and worst by IoU) from the maps each run saved,
+    and every run's config, hash, code version, environment and timings. Opens from disk: no server needed.
+    """
+    from wsolbench.report.html import write_report
+
+    chosen = None if baseline.strip().lower() == "none" else baseline
+    path = write_report(runs_dir, out, baseline=chosen, sort_by=sort_by, n_resamples=n_resamples,
+                        command=_command_line())
+    click.echo(f"wrote {path}", err=True)
 
 
 def main() -> None:

@@ -136,8 +136,10 @@ def train_loader(cfg: RunConfig, manifest: Manifest, *, info: ddp.DistInfo = ddp
 
 
 def train_and_evaluate(cfg: RunConfig, *, output_dir: Path, progress: Progress | None = None,
-                       rerun: bool = False, resume: bool = False) -> RunResult:
-    """Train one config (or continue it), evaluate it on val and test, write its record and weights."""
+                       rerun: bool = False, resume: bool = False, command: str | None = None) -> RunResult:
+    """Train one config (or continue it), evaluate it on val and test, write its record and weights.
+
+    ``command``: the command line that asked for the run, kept in its record."""
     progress = progress or NullProgress()
     cfg = cfg.with_name()
     check_config(cfg)
@@ -163,13 +165,13 @@ def train_and_evaluate(cfg: RunConfig, *, output_dir: Path, progress: Progress |
         ddp.barrier(info)
         if not info.is_main:
             manifest = prepare_manifest(cfg, output_dir)
-        return _train(cfg, manifest, out, device, info, progress, resume=resume, t0=t0)
+        return _train(cfg, manifest, out, device, info, progress, resume=resume, t0=t0, command=command)
     finally:
         ddp.shutdown(info)
 
 
 def _train(cfg: RunConfig, manifest: Manifest, out: Path, device: torch.device, info: ddp.DistInfo,
-           progress: Progress, *, resume: bool, t0: float) -> RunResult:
+           progress: Progress, *, resume: bool, t0: float, command: str | None = None) -> RunResult:
     t_data = time.perf_counter() - t0
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -209,6 +211,7 @@ def _train(cfg: RunConfig, manifest: Manifest, out: Path, device: torch.device, 
     except TrainingDiverged as exc:
         if info.is_main:
             partial = run_record(cfg, manifest, method, device=device, amp=amp, info=info, status="failed",
+                                 command=command,
                                  error=str(exc), history=state.history,
                                  checkpoint=CHECKPOINT_FILE if state_path.exists() else None)
             write_record(out / PARTIAL_RECORD_FILE, partial, overwrite=True)
@@ -226,7 +229,7 @@ def _train(cfg: RunConfig, manifest: Manifest, out: Path, device: torch.device, 
     t_eval = time.perf_counter() - t2
     evals = evaluation_block(val, test, cfg.eval)
     evals["selection"].update(checkpoint=cfg.train.select, best=state.best)
-    record = run_record(cfg, manifest, method, device=device, amp=amp, info=info, status="complete",
+    record = run_record(cfg, manifest, method, device=device, amp=amp, info=info, status="complete", command=command,
                         history=state.history, **evals,
                         skipped_images=sum(int(h.get("skipped", 0)) for h in state.history),
                         timings={"data": t_data, "train": t_train, "eval": t_eval,

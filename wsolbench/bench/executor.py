@@ -67,19 +67,20 @@ class BenchContext:
     rerun: bool
     resume: bool
     since: float  # when this bench started: failures (and, with rerun, completions) before it are retried
+    command: str | None = None  # the command line of the bench, kept in every record it makes
     outcome: BenchOutcome = field(default_factory=BenchOutcome)
     held: list[RunConfig] = field(default_factory=list)  # runs another live process held when this one passed
 
 
 def run_bench(configs: Sequence[RunConfig], *, output_dir: Path, progress: Progress | None = None,
               rerun: bool = False, resume: bool = False, executor: str = "local",
-              ray_address: str | None = None) -> BenchOutcome:
+              ray_address: str | None = None, command: str | None = None) -> BenchOutcome:
     """Run every config of a bench not done yet (see the module docstring); returns what this process saw.
 
     Every config's registry names are checked before the first run starts. ``rerun``: train again runs
     finished before this bench started. ``resume``: as ``train --resume`` (a bench resumes an interrupted
     run anyway). ``ray_address``: a Ray cluster to join (``auto``, ``ray://host:10001``); default: start a
-    local one.
+    local one. ``command``: the bench's command line, kept in the record of every run it trains.
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r} (known: {', '.join(EXECUTORS)})")
@@ -89,7 +90,7 @@ def run_bench(configs: Sequence[RunConfig], *, output_dir: Path, progress: Progr
     output_dir = ensure_writable_dir(output_dir)
     with ResultsStore(output_dir) as store:
         ctx = BenchContext(store=store, output_dir=output_dir, progress=progress or NullProgress(), rerun=rerun,
-                           resume=resume, since=time.time())
+                           resume=resume, since=time.time(), command=command)
         if executor == "ray":
             from wsolbench.bench.ray_executor import run_on_ray
 
@@ -109,7 +110,7 @@ def _run_local(configs: Sequence[RunConfig], ctx: BenchContext) -> None:
             beat.add(digest)
             try:
                 result = train_and_evaluate(cfg, output_dir=ctx.output_dir, progress=ctx.progress,
-                                            rerun=ctx.rerun, resume=resume_flag(cfg, ctx))
+                                            rerun=ctx.rerun, resume=resume_flag(cfg, ctx), command=ctx.command)
             except WsolbenchError as exc:
                 run_failed(cfg, ctx, str(exc))
                 if exc.exit_code == 2:  # a usage problem applies to every run: stop now

@@ -47,12 +47,14 @@ def task_resources(cfg: RunConfig, cluster_gpus: float) -> dict[str, float]:
     return {"num_cpus": cpus, "num_gpus": gpus}
 
 
-def _train_task(config: dict[str, Any], output_dir: str, rerun: bool, resume: bool) -> dict[str, Any]:
+def _train_task(config: dict[str, Any], output_dir: str, rerun: bool, resume: bool,
+                command: str | None = None) -> dict[str, Any]:
     """One run inside a Ray worker (a module-level function, so workers import it by name)."""
     from wsolbench.config import config_from_dict
     from wsolbench.runner import train_and_evaluate
 
-    result = train_and_evaluate(config_from_dict(config), output_dir=Path(output_dir), rerun=rerun, resume=resume)
+    result = train_and_evaluate(config_from_dict(config), output_dir=Path(output_dir), rerun=rerun, resume=resume,
+                                command=command)
     return {"record": result.record, "path": str(result.path), "reused": result.reused}
 
 
@@ -111,7 +113,7 @@ def _submit_and_wait(ray: Any, configs: Sequence[RunConfig], ctx: BenchContext, 
                     continue
                 options = task_resources(cfg, cluster.get("GPU", 0.0))
                 ref = task.options(**options, max_retries=0, name=f"wsolbench:{cfg.name}").remote(
-                    cfg.to_dict(), str(Path(ctx.output_dir).resolve()), ctx.rerun, resume_flag(cfg, ctx))
+                    cfg.to_dict(), str(Path(ctx.output_dir).resolve()), ctx.rerun, resume_flag(cfg, ctx), ctx.command)
                 pending[ref] = cfg
                 beat.add(cfg.config_hash())
             ctx.progress.log(f"ray: {len(pending)} run(s) submitted")
