@@ -510,7 +510,8 @@ def leaderboard(runs_dir: Path, output_dir: Path | None, baseline: str, sort_by:
     from wsolbench._io import ensure_writable_dir
     from wsolbench.errors import DataError
     from wsolbench.metrics.table import metric
-    from wsolbench.records import find_records, load_records
+    from wsolbench.errors import CheckFailed
+    from wsolbench.records import failed_runs, find_records, load_record
     from wsolbench.report.published import load_published
     from wsolbench.report.significance import parse_baseline
 
@@ -522,8 +523,15 @@ def leaderboard(runs_dir: Path, output_dir: Path | None, baseline: str, sort_by:
     paths = find_records(runs_dir)
     if not paths:
         raise DataError(f"no run records (record.json) under {runs_dir}")
+    pairs, unreadable = [], []
+    for path in paths:
+        try:
+            pairs.append((load_record(path), path.parent))
+        except DataError as exc:  # one broken record does not hide the others
+            unreadable.append(str(exc))
+    if not pairs:
+        raise DataError(f"no readable run record under {runs_dir}: {unreadable[0]}")
     out = ensure_writable_dir(output_dir or runs_dir)
-    pairs = list(zip(load_records(paths), (p.parent for p in paths)))
     frame = _write_reports(pairs, out, _command_line(), baseline=chosen, sort_by=sort_by, n_resamples=n_resamples,
                            published=published)
     if sort_by not in frame.columns:
@@ -531,6 +539,13 @@ def leaderboard(runs_dir: Path, output_dir: Path | None, baseline: str, sort_by:
     if chosen is not None and "is_baseline" in frame and not frame["is_baseline"].any():
         click.echo(f"warning: no setting is the baseline {chosen!r}: no differences", err=True)
     _print_leaderboard(frame, sort_by=sort_by, baseline=chosen)
+    for name, path, error in failed_runs(runs_dir):
+        click.echo(f"failed run {name} ({path}): {error}", err=True)
+    if unreadable:
+        for message in unreadable:
+            click.echo(f"error: {message}", err=True)
+        raise CheckFailed(f"{len(unreadable)} unreadable run record(s) under {runs_dir} left out of the leaderboard "
+                          f"(built from the other {len(pairs)})")
 
 
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -36,6 +36,7 @@ from wsolbench.errors import DataError, OutputError
 SCHEMA_VERSION = 2
 RECORD_KIND = "wsolbench-run"
 RECORD_FILE = "record.json"
+PARTIAL_RECORD_FILE = "record.partial.json"  # a failed run's record: its history and one-line error
 GALLERY_FILE = "gallery-test.npz"  # score maps of a few test images, for reports
 
 _LIBRARIES = ("torch", "torchvision", "torchcam", "numpy", "opencv-python-headless", "pandas", "scikit-learn")
@@ -116,6 +117,21 @@ def load_record(path: Path) -> dict[str, Any]:
 def find_records(root: Path) -> list[Path]:
     """Every ``record.json`` under ``root``, sorted."""
     return sorted(Path(root).rglob(RECORD_FILE))
+
+
+def failed_runs(root: Path) -> list[tuple[str, Path, str]]:
+    """``(run name, folder, one-line error)`` of every failed run under ``root`` (a ``record.partial.json``
+    with no ``record.json`` beside it); an unreadable partial record says so as its error."""
+    out = []
+    for path in sorted(Path(root).rglob(PARTIAL_RECORD_FILE)):
+        if (path.parent / RECORD_FILE).exists():
+            continue
+        try:
+            partial = json.loads(path.read_text())
+            out.append((str(partial.get("name", path.parent.name)), path.parent, str(partial.get("error", "?"))))
+        except (OSError, ValueError) as exc:
+            out.append((path.parent.name, path.parent, f"unreadable {path.name}: {exc}"))
+    return out
 
 
 def load_records(paths: Iterable[Path]) -> list[dict[str, Any]]:

@@ -44,12 +44,12 @@ from wsolbench.manifest import Manifest, load_manifest
 from wsolbench.methods import WsolMethod, create_method
 from wsolbench.objectives import build_objective
 from wsolbench.progress import NullProgress, Progress
-from wsolbench.records import RECORD_FILE, load_outcomes, load_record, write_gallery, write_outcomes, write_record
+from wsolbench.records import (PARTIAL_RECORD_FILE, RECORD_FILE, load_outcomes, load_record, write_gallery,
+                               write_outcomes, write_record)
 
 CHECKPOINT_FILE = "checkpoint.pt"  # resumable training state, removed once the run is complete
 MODEL_FILE = "model.pt"  # the whole method state evaluated on test (last or best-on-val)
 BEST_FILE = "best.pt"  # best-on-val method state while training with train.select=best
-PARTIAL_RECORD_FILE = "record.partial.json"
 
 
 @dataclass(frozen=True)
