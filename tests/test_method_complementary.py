@@ -1,7 +1,8 @@
-"""Complementary regions: the two masks partition the image (every pixel in exactly one of the two images);
-the boxes follow CutMix's recipe; CAAM, SSAM and the fusion loss against hand computations; the network sees
-exactly the two complementary images; the map is the fused one; the new modules survive save + load; end
-to end with two objectives."""
+"""Complementary regions: the two masks partition the image (every pixel in exactly one of the two images),
+for Hide-and-Seek's cells and for CutMix boxes; the cells and boxes follow their recipes; CAAM, SSAM and the
+fusion loss against hand computations (SSAM weighs each position most on itself; the fusion loss cannot fall
+by flattening a map); the network sees exactly the two complementary images; the map is the fused one; the
+new modules survive save + load."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from wsolbench.methods.complementary import (
     draw_boxes,
     fusion_loss,
 )
+from wsolbench.methods.has import draw_hidden
 from method_fixtures import main_ctx as _ctx, tiny_batch as _batch, tiny_method
 
 
@@ -55,6 +57,24 @@ def test_the_complementary_masks_partition_the_image():
     assert 0.1 < area.mean() < 0.6 and area.max() > 0.5 and area.min() < 0.05
 
 
+def test_the_default_region_is_hide_and_seek_cells_and_the_images_partition_them():
+    method = _complementary()
+    x = torch.rand(8, 3, 32, 32) + 0.5  # no pixel is 0
+    region = method.draw_region(x, _ctx(step=4).generator)
+    _, expected = draw_hidden(8, 32, 32, (4,), 0.5, _ctx(step=4).generator)  # the same draws
+    assert torch.equal(region, expected)
+    # whole 4 x 4 cells: constant on each cell, about half of them hidden
+    cells = region.view(8, 8, 4, 8, 4)
+    assert torch.equal(cells, cells[:, :, :1, :, :1].expand_as(cells))
+    assert 0.35 < region.float().mean() < 0.65
+    hidden, shown = complementary_images(x, region)
+    assert torch.equal(hidden + shown, x)
+    assert torch.equal((hidden != 0) ^ (shown != 0), torch.ones_like(x, dtype=torch.bool))
+    assert torch.equal(shown != 0, region[:, None].expand_as(x))  # image 2 shows exactly the hidden cells
+    boxes = _complementary(region="box").draw_region(x, _ctx(step=4).generator)
+    assert torch.equal(boxes, box_masks(draw_boxes(8, 32, 32, 1.0, _ctx(step=4).generator), 32, 32))
+
+
 def test_boxes_follow_cutmix_recipe_from_the_generator():
     import numpy as np
 
@@ -87,31 +107,80 @@ def test_caam_attends_to_the_other_images_channels_by_hand():
     torch.testing.assert_close(a1[0, :, 0], expected)
 
 
-def test_ssam_is_position_self_attention_by_hand():
+def test_ssam_is_scaled_cosine_position_attention_by_hand():
     torch.manual_seed(0)
     ssam = SpatialSelfAttention(channels=4, reduction=2)
     g = torch.randn(2, 4, 2, 3)
     assert torch.equal(ssam(g), g)  # gamma starts at 0
+    assert ssam.log_scale.exp().item() == pytest.approx(10.0)
     with torch.no_grad():
         ssam.gamma.fill_(0.7)
     out = ssam(g)
     for b in range(2):
-        q = ssam.query(g[b:b + 1])[0].flatten(1)  # (C', N)
-        k = ssam.key(g[b:b + 1])[0].flatten(1)
+        k = ssam.key(g[b:b + 1])[0].flatten(1)  # (C', N): one projection for query and key
         v = ssam.value(g[b:b + 1])[0].flatten(1)  # (C, N)
-        for i in range(6):  # output position i: sum_j softmax_j(q_i . k_j) v_j
-            weights = torch.softmax(q[:, i] @ k, dim=0)
+        for i in range(6):  # output position i: sum_j softmax_j(10 cos(k_i, k_j)) v_j
+            cos = torch.stack([F.cosine_similarity(k[:, i], k[:, j], dim=0) for j in range(6)])
+            weights = torch.softmax(10 * cos, dim=0)
             torch.testing.assert_close(out[b].flatten(1)[:, i], g[b].flatten(1)[:, i] + 0.7 * v @ weights)
+    with torch.no_grad():  # the scale is clipped at 100
+        ssam.log_scale.fill_(10.0)
+    k = F.normalize(ssam.key(g).flatten(2), dim=1)
+    torch.testing.assert_close(ssam.attention(g), torch.softmax(100 * k.transpose(1, 2) @ k, dim=-1))
+
+
+def test_ssam_weighs_every_position_most_on_itself():
+    """The guard of the SSAM choice: with dot-product attention a position can put its weight on another one
+    (background positions learned to copy the object's features); with one projection and cosine similarity
+    its own weight is the largest of its row, whatever the weights."""
+    torch.manual_seed(1)
+    for _ in range(5):
+        ssam = SpatialSelfAttention(channels=8, reduction=2)
+        with torch.no_grad():
+            ssam.log_scale.uniform_(-2.0, 5.0)
+        att = ssam.attention(torch.randn(3, 8, 4, 4) * 3)  # (B, N, N)
+        own = att.diagonal(dim1=1, dim2=2)
+        assert (own[..., None] >= att - 1e-6).all()
+    # with dot products (DANet) it need not be: positions (1, 0) and (2, 0), the identity as query and key,
+    # give position 0 the scores (1, 2): it weighs position 1 more than itself
+    feats = torch.tensor([[1.0, 2.0], [0.0, 0.0]])  # (C, N)
+    dot = torch.softmax(feats.T @ feats, dim=-1)
+    assert dot[0, 1] > dot[0, 0]
 
 
 def test_fusion_loss_pulls_each_map_up_to_the_fused_maximum():
-    a1 = torch.tensor([[[1.0, 0.0]]], requires_grad=True)
-    a2 = torch.tensor([[[0.5, 0.5]]], requires_grad=True)
-    loss = fusion_loss(a1, a2)  # T = (1, .5): ((0 + .5) + (.5 + 0)) / 2
-    assert loss.item() == pytest.approx(0.5)
+    c1 = torch.tensor([[[3.0, 1.0]]], requires_grad=True)  # min-max: (1, 0)
+    c2 = torch.tensor([[[0.0, 2.0]]], requires_grad=True)  # min-max: (0, 1)
+    loss = fusion_loss(c1, c2)  # T = (1, 1): ((0 + 1) + (1 + 0)) / 2
+    assert loss.item() == pytest.approx(1.0)
+    loss.backward()  # each map raised where the other is higher, by 1 / (range * pixels)
+    assert c1.grad.tolist() == [[[0.0, -0.25]]] and c2.grad.tolist() == [[[-0.25, 0.0]]]
+    flat = torch.full((1, 1, 2), 0.5, requires_grad=True)
+    assert fusion_loss(flat, flat).item() == 0
+    fusion_loss(flat, c2.detach()).backward()  # a constant map is 0 and gets no gradient
+    assert flat.grad.abs().sum() == 0
+
+
+def test_the_fusion_loss_cannot_fall_by_flattening_a_map_by_hand():
+    """The guard of the fix: CAM_1 = (0, 1, 2) -> A_1 = (0, .5, 1), CAM_2 = (0, 2, 1) -> A_2 = (0, 1, .5),
+    T = (0, 1, 1), loss = (.5 + .5) / 3. Held constant, the range 2 gives d loss / d CAM_1 = (0, -1/2, 0) / 3:
+    only the pixel below T is raised. Differentiated, the minimum and the maximum would get + 1/12 each:
+    the descent would deepen the minimum and lower the maximum, flattening A_1 towards 1 (what training
+    found: one very low pixel and the rest of the map near 1)."""
+    cam1 = torch.tensor([[[0.0, 1.0, 2.0]]], requires_grad=True)
+    cam2 = torch.tensor([[[0.0, 2.0, 1.0]]], requires_grad=True)
+    loss = fusion_loss(cam1, cam2)
+    assert loss.item() == pytest.approx(1 / 3)
     loss.backward()
-    assert a1.grad.tolist() == [[[0.0, -0.5]]] and a2.grad.tolist() == [[[-0.5, 0.0]]]  # only the lower one
-    assert fusion_loss(a2.detach(), a2.detach()).item() == 0
+    torch.testing.assert_close(cam1.grad, torch.tensor([[[0.0, -1 / 6, 0.0]]]))
+    torch.testing.assert_close(cam2.grad, torch.tensor([[[0.0, 0.0, -1 / 6]]]))
+    # the same loss through a differentiable normalization: the gradient that flattened the maps
+    old1 = cam1.detach().clone().requires_grad_(True)
+    a1 = (old1 - old1.min()) / (old1.max() - old1.min())
+    a2 = torch.tensor([[[0.0, 1.0, 0.5]]])
+    fused = torch.maximum(a1, a2).detach()
+    ((fused - a1).abs() + (fused - a2).abs()).mean().backward()
+    torch.testing.assert_close(old1.grad, torch.tensor([[[1 / 12, -1 / 6, 1 / 12]]]))
 
 
 def test_training_step_feeds_the_backbone_exactly_the_two_complementary_images():
@@ -135,7 +204,7 @@ def test_training_step_feeds_the_backbone_exactly_the_two_complementary_images()
     torch.testing.assert_close(out["logits"], (l1 + l2) / 2)
     out["loss"].backward()
     assert all(p.grad is not None for p in method.parameters())
-    # another step draws another box
+    # another step draws other cells
     assert not torch.equal(method.draw_region(batch["image"], _ctx(step=3).generator), region)
 
 
@@ -165,8 +234,8 @@ def test_the_new_modules_survive_save_and_load(tmp_path):
         method.caam.gamma.fill_(0.25)
         method.ssam.gamma.fill_(-0.5)
     keys = {k for k in method.state_dict() if not k.startswith("net.")}
-    assert keys == {"caam.gamma", "ssam.gamma", "ssam.query.weight", "ssam.query.bias", "ssam.key.weight",
-                    "ssam.key.bias", "ssam.value.weight", "ssam.value.bias", "fc2.weight", "fc2.bias"}
+    assert keys == {"caam.gamma", "ssam.gamma", "ssam.log_scale", "ssam.key.weight", "ssam.key.bias",
+                    "ssam.value.weight", "ssam.value.bias", "fc2.weight", "fc2.bias"}
     save_weights(tmp_path / "model.pt", method)
     other = _complementary(seed=5)
     load_weights(other, tmp_path / "model.pt")
@@ -176,7 +245,8 @@ def test_the_new_modules_survive_save_and_load(tmp_path):
 
 @pytest.mark.parametrize("params, words", [
     ({"fusion_weight": -1.0}, "method.fusion_weight"), ({"beta": 0.0}, "method.beta"),
-    ({"reduction": 0}, "method.reduction"),
+    ({"reduction": 0}, "method.reduction"), ({"region": "cells"}, "method.region"),
+    ({"grid_sizes": (4, -1)}, "method.grid_sizes"), ({"grid_sizes": ()}, "method.grid_sizes"),
 ])
 def test_invalid_settings_are_one_line_config_errors(params, words):
     with pytest.raises(ConfigError) as err:

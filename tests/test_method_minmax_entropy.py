@@ -5,6 +5,7 @@ unless asked; the map is the localizer's; its parameters survive save + load; en
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -18,7 +19,9 @@ from wsolbench.engine.state import load_weights, save_weights
 from wsolbench.errors import ConfigError
 from wsolbench.methods import create_method, step_context
 from wsolbench.methods.minmax_entropy import (
+    RoleStatistics,
     WildcatHead,
+    batch_norms,
     erase_step,
     localizer_map,
     minmax_losses,
@@ -198,32 +201,115 @@ def test_the_minmax_terms_reach_the_localizer_only_with_mask_gradient(mask_gradi
     assert (grad is not None and grad.abs().sum() > 0) == mask_gradient
 
 
-def test_the_map_is_the_localizers_and_the_logits_are_the_foregrounds():
+def _random_statistics(means, variances, seed):
+    gen = torch.Generator().manual_seed(seed)
+    for mean, var in zip(means, variances):
+        mean.copy_(torch.randn(mean.shape, generator=gen))
+        var.copy_(torch.rand(var.shape, generator=gen) + 0.5)
+
+
+def test_the_map_is_the_localizers_and_the_logits_are_the_foregrounds_under_their_statistics():
     method = _minmax().eval()
+    layers = batch_norms(method.net)
+    with torch.no_grad():  # three different sets of running statistics: the localizer's (the net's own), fg, bg
+        _random_statistics([bn.running_mean for bn in layers], [bn.running_var for bn in layers], 1)
+        for role, seed in (("foreground", 2), ("background", 3)):
+            holder = getattr(method.bn_stats, role)
+            _random_statistics([getattr(holder, f"running_mean{i}") for i in range(len(layers))],
+                               [getattr(holder, f"running_var{i}") for i in range(len(layers))], seed)
     batch = _batch()
+    # an independent copy of the classifier carrying the foreground statistics in its own layers
+    fg_net = copy.deepcopy(method.net)
+    for i, bn in enumerate(batch_norms(fg_net)):
+        bn.running_mean.copy_(getattr(method.bn_stats.foreground, f"running_mean{i}"))
+        bn.running_var.copy_(getattr(method.bn_stats.foreground, f"running_var{i}"))
     with torch.no_grad():
         logits, maps = method.localization_maps(batch["image"], batch["label"])
         scores, class_maps = method.localizer(method.net.forward_features(batch["image"]))
         raw = localizer_map(scores, class_maps)
         mask = pseudo_binary(raw, (32, 32), 8.0, 0.5)
+        expected = fg_net(batch["image"] * mask.unsqueeze(1))
+        plain = method.net(batch["image"] * mask.unsqueeze(1))
     assert maps.shape == (3, 8, 8)
-    torch.testing.assert_close(maps, raw)
-    torch.testing.assert_close(logits, method.net(batch["image"] * mask.unsqueeze(1)))
+    torch.testing.assert_close(maps, raw)  # the localizer reads the net's own statistics
+    torch.testing.assert_close(logits, expected)  # the classifier the foreground's
+    assert not torch.allclose(logits, plain, atol=1e-3)  # and they matter
     torch.testing.assert_close(method.classify(batch["image"]), logits)
     # class-agnostic: the same map for every class
     _, other = method.localization_maps(batch["image"], (batch["label"] + 1) % K)
     torch.testing.assert_close(other, maps)
 
 
+def test_role_statistics_keep_one_running_average_per_role_by_hand():
+    net = nn.Sequential(nn.BatchNorm1d(2, momentum=0.5))
+    roles = RoleStatistics(net, ("a",))
+    own, theirs = net[0].running_mean, roles.a.running_mean0
+    net.train()
+    net(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))  # own: mean (2, 4), unbiased var (2, 8)
+    with roles.use(net, "a"):
+        net(torch.tensor([[0.0, 10.0], [2.0, 10.0]]))  # a: mean (1, 10), var (2, 0)
+    net(torch.tensor([[5.0, 0.0], [5.0, 0.0]]))  # own again: mean (5, 0), var (0, 0)
+    # momentum 0.5 from (0, 1): own mean 0.5 * (0.5 * 0 + 0.5 * (2, 4)) + 0.5 * (5, 0); a's once
+    torch.testing.assert_close(net[0].running_mean, torch.tensor([3.0, 1.0]))
+    torch.testing.assert_close(net[0].running_var, torch.tensor([0.75, 2.25]))
+    torch.testing.assert_close(roles.a.running_mean0, torch.tensor([0.5, 5.0]))
+    torch.testing.assert_close(roles.a.running_var0, torch.tensor([1.5, 0.5]))
+    assert net[0].num_batches_tracked.item() == 2 and roles.a.num_batches_tracked0.item() == 1
+    assert net[0].running_mean is own and roles.a.running_mean0 is theirs  # swapped back, not copied
+    net.eval()
+    with roles.use(net, "a"):  # evaluation normalizes with the role's averages
+        out = net(torch.tensor([[0.5, 5.0]]))
+    torch.testing.assert_close(out, torch.zeros(1, 2), atol=1e-6, rtol=0)
+    with pytest.raises(RuntimeError), roles.use(net, "a"):
+        raise RuntimeError("restored on errors too")
+    assert net[0].running_mean is own
+    with roles.use(net, "b"):  # a role without statistics of its own: the layers' own
+        assert net[0].running_mean is own
+
+
+def test_the_running_statistics_of_each_role_come_from_its_passes_only():
+    """The bug this guards: one set of running statistics averaged the localizer's whole images with the
+    classifier's foregrounds and backgrounds, so at evaluation the classifier of x * M saw statistics of
+    none of them (quick preset: test top-1 30 % with, 100 % with batch statistics)."""
+    method = _minmax(erase_times=0).train()
+    first = batch_norms(method.net)[0]
+    seen: list[torch.Tensor] = []
+    handle = first.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    method.training_step(_batch(), _ctx())
+    handle.remove()
+    assert len(seen) == 3  # localizer on x, classifier on x * M, classifier on x * (1 - M)
+    m = first.momentum
+    for stats, inputs in ((first, seen[0]), (method.bn_stats.foreground, seen[1]),
+                          (method.bn_stats.background, seen[2])):
+        suffix = "" if stats is first else "0"
+        torch.testing.assert_close(getattr(stats, "running_mean" + suffix), m * inputs.mean(dim=(0, 2, 3)))
+        torch.testing.assert_close(getattr(stats, "running_var" + suffix),
+                                   (1 - m) + m * inputs.var(dim=(0, 2, 3), unbiased=True))
+    # without split_bn the one set of statistics averages all three passes (the old behaviour)
+    mixed = _minmax(erase_times=0, split_bn=False).train()
+    assert not list(mixed.bn_stats.buffers())
+    mixed.training_step(_batch(), _ctx())
+    expected = torch.zeros(first.num_features)
+    for inputs in seen:
+        expected = (1 - m) * expected + m * inputs.mean(dim=(0, 2, 3))
+    torch.testing.assert_close(batch_norms(mixed.net)[0].running_mean, expected)
+
+
 def test_the_localizer_survives_save_and_load(tmp_path):
     method = _minmax(seed=0)
+    layers = len(batch_norms(method.net))
+    stats = {f"bn_stats.{role}.{stat}{i}" for role in ("foreground", "background") for i in range(layers)
+             for stat in ("running_mean", "running_var", "num_batches_tracked")}
     keys = {k for k in method.state_dict() if not k.startswith("net.")}
-    assert keys == {"localizer.to_modalities.weight", "localizer.to_modalities.bias"}
+    assert keys == {"localizer.to_modalities.weight", "localizer.to_modalities.bias"} | stats
     assert method.localizer.to_modalities.weight.shape == (K * 5, 16, 1, 1)  # small: C x K x 5 modalities
+    with torch.no_grad():
+        method.bn_stats.foreground.running_mean0.fill_(0.25)
     save_weights(tmp_path / "model.pt", method)
     other = _minmax(seed=5)
     load_weights(other, tmp_path / "model.pt")
     assert all(torch.equal(other.state_dict()[k], v) for k, v in method.state_dict().items())
+    assert other.bn_stats.foreground.running_mean0.eq(0.25).all()
 
 
 @pytest.mark.parametrize("params, words", [
@@ -231,6 +317,7 @@ def test_the_localizer_survives_save_and_load(tmp_path):
     ({"erase_start_epoch": 0}, "method.erase_start_epoch"), ({"modalities": 0}, "method.modalities"),
     ({"kmax": 0.0}, "method.kmax"), ({"pool_dropout": 1.0}, "method.pool_dropout"),
     ({"mask_w": -8.0}, "method.mask_w"), ({"mask_sigma": 2.0}, "method.mask_sigma"),
+    ({"split_bn": 1}, "method.split_bn"),
 ])
 def test_invalid_settings_are_one_line_config_errors(params, words):
     with pytest.raises(ConfigError) as err:
