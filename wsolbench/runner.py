@@ -28,8 +28,10 @@ from wsolbench._io import ensure_writable_dir
 from wsolbench.backbones import BACKBONES, create_backbone
 from wsolbench.cams import CAMS
 from wsolbench.config import RunConfig, config_from_dict
+from wsolbench.config.sections import BUILTIN_DATASETS
 from wsolbench.data.dataset import ManifestDataset, train_transform
 from wsolbench.data.sampling import EpochSampler, SeededAugmentation
+from wsolbench.data.digits import build_digits
 from wsolbench.data.synthetic import build_synthetic
 from wsolbench.engine import AmpPolicy, SplitEvaluation, TrainingDiverged, build_phases, evaluate_split, resolve_device
 from wsolbench.engine import distributed as ddp
@@ -66,7 +68,7 @@ def check_config(cfg: RunConfig) -> None:
     """
     BACKBONES.get(cfg.model.backbone)
     CAMS.get(cfg.eval.cam)
-    if cfg.data.dataset not in ("synthetic", "manifest"):
+    if cfg.data.dataset not in (*BUILTIN_DATASETS, "manifest"):
         from wsolbench.data.sources import SOURCES
 
         SOURCES.get(cfg.data.dataset)
@@ -81,13 +83,13 @@ def run_dir(cfg: RunConfig, output_dir: Path) -> Path:
 
 
 def prepare_manifest(cfg: RunConfig, output_dir: Path, progress: Progress | None = None) -> Manifest:
-    """The manifest of ``cfg``: a prepared one, a converted real dataset, or the built-in synthetic data."""
+    """The manifest of ``cfg``: a prepared one, a converted real dataset, or built-in data (shapes or digits)."""
     progress = progress or NullProgress()
     data_dir = Path(cfg.data.data_dir) if cfg.data.data_dir else Path(output_dir) / "data"
     if cfg.data.dataset == "manifest":
         assert cfg.data.manifest is not None
         return load_manifest(Path(cfg.data.manifest))
-    if cfg.data.dataset != "synthetic":
+    if cfg.data.dataset not in BUILTIN_DATASETS:
         from wsolbench.data.sources import prepare_source
 
         return load_manifest(prepare_source(cfg.data.dataset, root=Path(str(cfg.data.root)), data_dir=data_dir,
@@ -97,10 +99,13 @@ def prepare_manifest(cfg: RunConfig, output_dir: Path, progress: Progress | None
 
         def report(n_done: int, n_total: int) -> None:
             if not advance:
-                advance.append(stack.enter_context(progress.phase("generating synthetic data", n_total)))
+                advance.append(stack.enter_context(progress.phase(f"generating {cfg.data.dataset} data", n_total)))
             advance[0](1)
 
-        directory = build_synthetic(cfg.data.synthetic, data_dir, progress=report)
+        if cfg.data.dataset == "digits":
+            directory = build_digits(cfg.data.digits, data_dir, progress=report)
+        else:
+            directory = build_synthetic(cfg.data.synthetic, data_dir, progress=report)
     return load_manifest(directory)
 
 

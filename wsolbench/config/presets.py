@@ -1,6 +1,7 @@
 """Named starting configurations, as data: each preset is a set of overrides on the defaults plus its source.
 
-``smoke`` is what CI runs, ``quick`` is ``wsolbench bench``'s default; the
+``smoke`` is what CI runs, ``quick`` is ``wsolbench bench``'s default
+(``smoke-digits`` / ``quick-digits``: the same on the built-in digits); the
 ``*-paper`` presets reproduce the published protocols on the real datasets
 (they need ``--data-root``). ``wsolbench presets`` prints this table.
 """
@@ -37,6 +38,15 @@ def _synthetic(num_classes: int, n_train: int, n_val: int, n_test: int, epochs: 
             "optim": {"epochs": epochs}, "eval": {"resolution": 64, "threshold_step": step}}
 
 
+def _digits(num_classes: int, n_train: int, n_val: int, n_test: int, epochs: int, step: float) -> dict[str, Any]:
+    """The built-in digits set (data_manifests/digits.md). No horizontal flip: a mirrored digit is not a digit.
+    Batch 32: twice the steps of batch 64 for the same images seen; with 64, CE had not converged in the time
+    budget (test entropy 0.39 of log K, vs 0.14 with 32, measured)."""
+    return {"data": {"dataset": "digits", "input_size": 64, "batch_size": 32, "cache_images": True, "hflip": False,
+                     "digits": {"num_classes": num_classes, "n_train": n_train, "n_val": n_val, "n_test": n_test}},
+            "optim": {"epochs": epochs}, "eval": {"resolution": 64, "threshold_step": step}}
+
+
 def _paper(dataset: str, *, epochs: int, batch_size: int, lr: float, step_every: int, weight_decay: float,
            backbone: str = "resnet50_wsol") -> dict[str, Any]:
     """The community training protocol (wsolevaluation ``config.py`` / ``data_loaders.py``, Choe et al. 2020):
@@ -62,6 +72,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            _synthetic(4, 512, 128, 128, epochs=3, step=0.02)),
     Preset("quick", "default bench: built-in synthetic data, K=6, 2000/400/400 images, 5 epochs",
            "built-in synthetic data (CPU)", _synthetic(6, 2000, 400, 400, epochs=5, step=0.01)),
+    Preset("smoke-digits", "CI: built-in digits 0-4 in clutter, 600/150/150 images, 3 epochs, batch 32",
+           "built-in digits data (CPU)", _digits(5, 600, 150, 150, epochs=3, step=0.02)),
+    Preset("quick-digits", "built-in digits 0-4 in clutter, K=5, 1500/400/400 images, 6 epochs, batch 32",
+           "built-in digits data (CPU); sizes measured in data_manifests/digits.md",
+           _digits(5, 1500, 400, 400, epochs=6, step=0.01)),
     Preset("cub-paper", "CUB-200-2011, ResNet-50 CAM, 50 epochs",
            "CUB, ResNet-50 CAM: 50 epochs, batch 16, lr 2.3222617e-4, decay every 15 epochs, wd 1e-4: the values of "
            "the wsolevaluation hyperparameter sheet as echoed in public training scripts built on it (the sheet "

@@ -38,12 +38,7 @@ sub-stream, so changing one knob (say ``rho``) leaves the other layers unchanged
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-import tempfile
-import zlib
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -51,14 +46,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from wsolbench.config import SyntheticConfig, stable_hash, to_dict
-from wsolbench.errors import ConfigError, ManifestError, OutputError
-from wsolbench._io import DIR_MODE
-from wsolbench.manifest import Sample, load_manifest, write_manifest
+from wsolbench.config import SyntheticConfig
+from wsolbench.data import builtin
+from wsolbench.data.builtin import SPLITS, smooth_noise, sub_streams, tight_box
+from wsolbench.errors import ConfigError
+
+__all__ = ["GENERATOR_VERSION", "INFO_FILE", "PART_COLORS", "SPLITS", "build_synthetic", "class_names",
+           "generate_sample", "image_rng", "split_labels", "tight_box"]
 
 #: Bump when the images a config produces change; cached datasets are then rebuilt.
 GENERATOR_VERSION = 1
-SPLITS = ("train", "val", "test")
 #: Sidecar file in a built dataset: generator version and the config it was made from.
 INFO_FILE = "synthetic.json"
 
@@ -134,23 +131,16 @@ def _fixed_point(points: np.ndarray) -> list[np.ndarray]:
     return [np.round(points * (1 << _SUBPIXEL)).astype(np.int32)]
 
 
-def _smooth_noise(rng: np.random.Generator, cells: int, size: int, channels: int) -> np.ndarray:
-    field = rng.standard_normal((cells, cells, channels), dtype=np.float32)
-    out = cv2.resize(field, (size, size), interpolation=cv2.INTER_CUBIC)
-    return out if out.ndim == 3 else out[:, :, None]
-
-
 def _render(rng: np.random.Generator, label: int, cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one image: float32 (S, S, 3) RGB in [0, 1], body mask and part mask, both bool (S, S)."""
     size, k_classes = cfg.image_size, cfg.num_classes
     if not 0 <= label < k_classes:
         raise ValueError(f"label {label} is out of range [0, {k_classes - 1}]")
     xx, yy = _grid(size)
-    bg_rng, ctx_rng, clutter_rng, body_rng, part_rng, noise_rng = (
-        np.random.Generator(np.random.PCG64(int(s))) for s in rng.integers(0, 2**63, size=_LAYERS))
+    bg_rng, ctx_rng, clutter_rng, body_rng, part_rng, noise_rng = sub_streams(rng, _LAYERS)
 
     # 1. background
-    image = _smooth_noise(bg_rng, 6, size, 3) * _BG_NOISE + bg_rng.uniform(0.25, 0.6, 3).astype(np.float32)
+    image = smooth_noise(bg_rng, 6, size, 3) * _BG_NOISE + bg_rng.uniform(0.25, 0.6, 3).astype(np.float32)
 
     # 2. context stripes (all draws made whatever rho is, so rho changes only the orientation)
     follows = ctx_rng.random() < cfg.rho
@@ -182,7 +172,7 @@ def _render(rng: np.random.Generator, label: int, cfg: SyntheticConfig) -> tuple
     shade_dir = body_rng.uniform(0.0, 2.0 * math.pi)
     shade_amp = body_rng.uniform(0.02, 0.08)
     shade = ((xx - cx) * math.cos(shade_dir) + (yy - cy) * math.sin(shade_dir)) * np.float32(shade_amp / radius)
-    texture = _smooth_noise(body_rng, 16, size, 1)[:, :, 0] * _TEXTURE_AMP
+    texture = smooth_noise(body_rng, 16, size, 1)[:, :, 0] * _TEXTURE_AMP
     body = colour + (texture + shade)[:, :, None]
     mask = mask_u8.astype(bool)
     image[mask] = body[mask]
@@ -215,22 +205,9 @@ def generate_sample(rng: np.random.Generator, label: int, cfg: SyntheticConfig) 
     return pixels, mask.astype(np.uint8)
 
 
-def tight_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """``(x0, y0, x1, y1)`` of the non-zero pixels of ``mask``, inclusive (last column / row)."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        raise ValueError("tight_box of an empty mask")
-    return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
-
-
-def _split_key(split: str) -> int:
-    return zlib.crc32(split.encode("utf-8"))
-
-
 def image_rng(cfg: SyntheticConfig, split: str, index: int) -> np.random.Generator:
     """The generator that draws image ``index`` of ``split`` (independent of the split's size)."""
-    return np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(_split_key(split), 0, index)))
+    return builtin.image_rng(cfg.seed, split, index)
 
 
 def split_labels(cfg: SyntheticConfig, split: str, n: int) -> np.ndarray:
@@ -238,95 +215,15 @@ def split_labels(cfg: SyntheticConfig, split: str, n: int) -> np.ndarray:
 
     Label ``i`` does not depend on ``n``; class counts differ by at most one.
     """
-    k_classes = cfg.num_classes
-    blocks = [np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(_split_key(split), 1, b)))
-              .permutation(k_classes) for b in range(-(-n // k_classes))]
-    return (np.concatenate(blocks)[:n] if blocks else np.zeros(0, np.int64)).astype(np.int64)
+    return builtin.split_labels(cfg.seed, cfg.num_classes, split, n)
 
 
-def _split_sizes(cfg: SyntheticConfig) -> dict[str, int]:
-    return {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
+def _spec(cfg: SyntheticConfig) -> builtin.GeneratedSet:
+    def render(split: str, index: int, label: int) -> tuple[np.ndarray, np.ndarray, None]:
+        return (*generate_sample(image_rng(cfg, split, index), label, cfg), None)
 
-
-def _info(cfg: SyntheticConfig) -> dict:
-    return {"generator_version": GENERATOR_VERSION, "config": to_dict(cfg)}
-
-
-def _is_complete(directory: Path, cfg: SyntheticConfig) -> bool:
-    """A finished build of exactly this config and generator version (every file present)."""
-    try:
-        info = json.loads((directory / INFO_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    if info != json.loads(json.dumps(_info(cfg))):
-        return False
-    try:
-        manifest = load_manifest(directory, check_files=True)
-    except ManifestError:
-        return False
-    return all(len(manifest.splits.get(s, ())) == n for s, n in _split_sizes(cfg).items())
-
-
-def _encode_png(array: np.ndarray, path: Path) -> None:
-    ok, data = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise OutputError(f"cannot encode {path}")
-    with open(path, "wb") as handle:
-        handle.write(data.tobytes())
-
-
-def _generate_into(directory: Path, cfg: SyntheticConfig, progress: Callable[[int, int], None] | None) -> None:
-    sizes = _split_sizes(cfg)
-    total, done = sum(sizes.values()), 0
-    samples: dict[str, list[Sample]] = {}
-    for split, n in sizes.items():
-        with_gt = split != "train"
-        (directory / "images" / split).mkdir(parents=True)
-        if with_gt:
-            (directory / "masks" / split).mkdir(parents=True)
-        width = max(6, len(str(n - 1)))
-        labels = split_labels(cfg, split, n)
-        rows = []
-        for i in range(n):
-            label = int(labels[i])
-            image, mask = generate_sample(image_rng(cfg, split, i), label, cfg)
-            stem = f"{i:0{width}d}.png"
-            rel = f"images/{split}/{stem}"
-            _encode_png(np.ascontiguousarray(image[:, :, ::-1]), directory / rel)
-            boxes: tuple = ()
-            mask_rel = None
-            if with_gt:
-                mask_rel = f"masks/{split}/{stem}"
-                _encode_png(mask * np.uint8(255), directory / mask_rel)
-                boxes = (tuple(float(v) for v in tight_box(mask)),)
-            rows.append(Sample(image_id=f"{split}/{stem}", path=rel, label=label, width=cfg.image_size,
-                               height=cfg.image_size, boxes=boxes, mask=mask_rel))
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        samples[split] = rows
-    (directory / INFO_FILE).write_text(json.dumps(_info(cfg), indent=2, sort_keys=True) + "\n")
-    write_manifest(directory, name="synthetic", root=".", classes=class_names(cfg.num_classes), splits=samples)
-
-
-def _publish(tmp: Path, target: Path, cfg: SyntheticConfig) -> None:
-    """Move the finished ``tmp`` to ``target``; an outdated ``target`` is moved aside first."""
-    for _ in range(3):
-        try:
-            os.rename(tmp, target)
-            return
-        except OSError:
-            if not target.exists():
-                raise
-        if _is_complete(target, cfg):  # another process finished the same build first
-            return
-        trash = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-        try:
-            os.rename(target, trash / "data")
-        except FileNotFoundError:
-            pass
-        shutil.rmtree(trash, ignore_errors=True)
-    raise OutputError(f"cannot move the synthetic dataset into {target}")
+    return builtin.GeneratedSet(kind="synthetic", config=cfg, version=GENERATOR_VERSION,
+                                classes=class_names(cfg.num_classes), render=render)
 
 
 def build_synthetic(cfg: SyntheticConfig, out_dir: str | Path,
@@ -339,28 +236,10 @@ def build_synthetic(cfg: SyntheticConfig, out_dir: str | Path,
     to a temporary sibling directory and renamed into place at the end, so an interrupted build
     never leaves a loadable half dataset. ``train`` has labels only (no boxes, no masks); ``val``
     and ``test`` have one box (inclusive pixels) and a mask per image. ``progress(done, total)``
-    is called after each image of a new build (never for a reused one).
+    is called after each image of a new build (never for a reused one). The machinery is shared
+    with the digits set (:mod:`wsolbench.data.builtin`).
     """
     if cfg.seed < 0:
         raise ConfigError(f"synthetic.seed must be >= 0, got {cfg.seed}")
     class_names(cfg.num_classes)
-    out_dir = Path(out_dir)
-    target = out_dir / f"synthetic-{stable_hash(to_dict(cfg))}"
-    if _is_complete(target, cfg):
-        return target
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{target.name}.", suffix=".tmp"))
-        os.chmod(tmp, DIR_MODE)
-    except OSError as exc:
-        raise OutputError(f"cannot create the synthetic dataset in {out_dir}: {exc.strerror}") from None
-    try:
-        try:
-            _generate_into(tmp, cfg, progress)
-            _publish(tmp, target, cfg)
-        except OSError as exc:
-            raise OutputError(f"cannot write the synthetic dataset in {out_dir}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return builtin.build_generated(_spec(cfg), out_dir, progress)
