@@ -65,6 +65,9 @@ class _Group(click.Group):
     """Turns wsolbench's user-facing errors into one line and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        global _INVOKED_ARGS
+        protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
+        _INVOKED_ARGS = [*protected, *ctx.args]
         try:
             return super().invoke(ctx)
         except WsolbenchError as exc:
@@ -103,10 +106,17 @@ class RichProgress:
         self.console.print(message, highlight=False)
 
 
+#: The subcommand and its arguments as given (set when the group dispatches; also under click's test runner).
+_INVOKED_ARGS: list[str] = []
+
+
 def _command_line() -> str:
+    """The command line as a user would type it again: ``wsolbench <subcommand> <arguments>``."""
     argv = sys.argv
     if argv and Path(argv[0]).name == "wsolbench":
         return shlex.join(["wsolbench", *argv[1:]])
+    if _INVOKED_ARGS:
+        return shlex.join(["wsolbench", *_INVOKED_ARGS])
     ctx = click.get_current_context(silent=True)
     return ctx.command_path if ctx else "wsolbench"
 
@@ -287,7 +297,7 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
                         resume=resume, executor=executor, ray_address=ray_address, command=_command_line())
     with report_lock(output_dir):  # read and write under the lock: the last writer has every finished run
         records = grid_records(configs, output_dir)
-        frame = _write_reports(records, output_dir, _command_line()) if records else None
+        frame = _write_bench_reports(records, configs, output_dir) if records else None
     if frame is not None:
         _print_leaderboard(frame)
     _report_bench(outcome, len(configs))
@@ -346,15 +356,43 @@ def sweep(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
                         resume=resume, executor=executor, ray_address=ray_address, command=_command_line())
     with report_lock(output_dir):
         records = grid_records(configs, output_dir)
-        frame = _write_reports(records, output_dir, _command_line(), baseline=baseline, sort_by=metric) \
+        frame = _write_bench_reports(records, configs, output_dir, baseline=baseline, sort_by=metric) \
             if records else None
         if frame is not None:
-            click.echo(_write_sweep(frame, output_dir, baseline=baseline, metric=metric))
+            text = _write_sweep(frame, bench_dir(configs, output_dir), baseline=baseline, metric=metric)
+            _write_sweep(frame, output_dir, baseline=baseline, metric=metric)
+            click.echo(text)
     _report_bench(outcome, len(configs))
     if outcome.failures:
         for name, message in outcome.failures:
             click.echo(f"error: run {name} failed: {message}", err=True)
         sys.exit(1)
+
+
+def bench_dir(configs: Any, output_dir: Path) -> Path:
+    """``<output>/benches/<hash>/``: one bench's own reports (the hash of its runs' config hashes)."""
+    from wsolbench.config import stable_hash
+
+    return Path(output_dir) / "benches" / stable_hash(sorted(c.config_hash() for c in configs), length=8)
+
+
+def _write_bench_reports(records: list[Any], configs: Any, output_dir: Path, **options: Any) -> Any:
+    """A bench's own leaderboard and plots (its runs only) under :func:`bench_dir`, and the folder-wide ones
+    (every readable record under ``output_dir``, grouped by protocol) in ``output_dir``; returns the bench's
+    aggregated frame."""
+    from wsolbench._io import ensure_writable_dir
+    from wsolbench.errors import DataError
+    from wsolbench.records import find_records, load_record
+
+    own = _write_reports(records, ensure_writable_dir(bench_dir(configs, output_dir)), _command_line(), **options)
+    everything = []
+    for path in find_records(output_dir):
+        try:
+            everything.append((load_record(path), path.parent))
+        except DataError as exc:
+            click.echo(f"warning: {exc} (left out of the folder-wide leaderboard)", err=True)
+    _write_reports(everything, output_dir, f"wsolbench leaderboard {shlex.quote(str(output_dir))}", **options)
+    return own
 
 
 def _write_sweep(frame: Any, output_dir: Path, *, baseline: str, metric: str) -> str:

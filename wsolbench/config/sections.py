@@ -293,25 +293,13 @@ class RunConfig:
         return to_dict(self)
 
     def config_hash(self) -> str:
-        """A stable 12-hex-digit hash of everything that changes the numbers.
+        """A stable 12-hex-digit hash of everything that changes the numbers (:func:`hash_payload`)."""
+        return stable_hash(hash_payload(to_dict(self)))
 
-        ``name``, ``device``-independent settings are included; the run name is not. Of the
-        generated datasets' sections (:data:`BUILTIN_DATASETS`) only the one in use is hashed, so a
-        new built-in dataset's section changes no other run's hash.
-        """
-        payload = to_dict(self)
-        payload.pop("name")
-        payload["data"].pop("data_dir")
-        payload["data"].pop("root")  # where the raw files are does not change the numbers
-        for name in BUILTIN_DATASETS:  # only the generated dataset in use (none for a real one)
-            if name != self.data.dataset:
-                payload["data"].pop(name)
-        train = payload.pop("train")  # how a run is carried out, except the checkpoint choice
-        payload["select"] = train["select"]
-        for key in ("workers", "gallery", "gallery_extremes"):  # how fast, and what is kept for reports: not what
-            payload["eval"].pop(key)
-        payload.pop("resources")  # where a run executes, not what it computes
-        return stable_hash(payload)
+    def protocol_hash(self) -> str:
+        """A stable 12-hex-digit hash of the protocol: everything that changes the numbers except the axes a
+        benchmark compares (:func:`protocol_payload`). Runs with one protocol hash are comparable."""
+        return stable_hash(protocol_payload(to_dict(self)))
 
     def with_name(self) -> RunConfig:
         """This config with ``name`` filled when empty: ``<method>-<objective>``, each with its strength and
@@ -321,6 +309,47 @@ class RunConfig:
         from wsolbench.config.axes import axis_slug
 
         return dataclasses.replace(self, name=f"{axis_slug(self.method)}-{axis_slug(self.objective)}")
+
+
+def hash_payload(config: dict[str, Any]) -> dict[str, Any]:
+    """What of a config dict (:func:`to_dict`, or a record's ``config``) changes the numbers.
+
+    Left out: the run name; where the data and the raw files are; the ``train`` section (how a run is
+    carried out) except its checkpoint choice; the evaluation's thread count and what a run keeps for reports
+    (the gallery); the Ray resources; and the sections of the built-in datasets not in use
+    (:data:`BUILTIN_DATASETS`), so a new built-in dataset changes no other run's hash. Keys an older config
+    lacks are skipped, so a record's config hashes as it did when it was written.
+    """
+    payload = json.loads(json.dumps(config, default=str))
+    payload.pop("name", None)
+    data = payload.get("data", {})
+    for key in ("data_dir", "root"):
+        data.pop(key, None)
+    for name in BUILTIN_DATASETS:  # only the generated dataset in use (none for a real one)
+        if name != data.get("dataset"):
+            data.pop(name, None)
+    train = payload.pop("train", {})
+    payload["select"] = train.get("select")
+    for key in ("workers", "gallery", "gallery_extremes"):
+        payload.get("eval", {}).pop(key, None)
+    payload.pop("resources", None)
+    return payload
+
+
+#: The axes a benchmark compares (dotted keys): left out of the protocol hash.
+AXIS_KEYS = ("method", "objective", "seed", "eval.cam", "eval.cam_stage")
+
+
+def protocol_payload(config: dict[str, Any]) -> dict[str, Any]:
+    """:func:`hash_payload` without the compared axes (:data:`AXIS_KEYS`): the protocol runs share."""
+    payload = hash_payload(config)
+    for key in AXIS_KEYS:
+        *parents, last = key.split(".")
+        node = payload
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(last, None)
+    return payload
 
 
 def stable_hash(payload: Any, length: int = 12) -> str:

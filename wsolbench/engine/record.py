@@ -40,6 +40,7 @@ def run_record(cfg: RunConfig, manifest: Manifest, method: WsolMethod, *, device
     test, selection, timings, ...). The summary holds the axes and the test split's headline numbers."""
     version = code_version()
     summary = {"name": cfg.name, **axes(cfg), **strengths(cfg), "config_hash": cfg.config_hash(),
+               "protocol": cfg.protocol_hash(),
                "code_version": code_version_label(version)}
     if "test" in fields:
         summary.update(fields["test"]["summary"])

@@ -17,8 +17,12 @@ import pandas as pd
 
 from wsolbench.errors import DataError
 
-#: The columns that make one setting (one row of the aggregated leaderboard).
-SETTING = ("dataset", "backbone", "method", "objective", "cam")
+#: The compared axes of a setting.
+AXES = ("dataset", "backbone", "method", "objective", "cam")
+#: The columns that make one setting (one row of the aggregated leaderboard): the axes, the protocol hash
+#: (everything else of the config that changes the numbers: data sizes, schedule, evaluation conventions)
+#: and the environment (torch version and device kind), so runs that cannot be compared never average.
+SETTING = (*AXES, "protocol", "environment")
 #: Per-setting descriptions kept from the setting's first run.
 DESCRIPTIVE = ("method_name", "objective_name", "strength_name", "strength")
 #: The protocol of a run: what must agree before two of its numbers are compared (manifest content hash,
@@ -29,7 +33,7 @@ PROTOCOL = ("manifest_hash", "threshold_step", "resolution", "loc_contours", "io
 NOT_METRICS = ("seed", "strength", *PROTOCOL)
 #: Text columns joined over the setting's runs (unique values, in run order): a protocol that differs inside
 #: one setting shows as two values joined, never as an average.
-JOINED = ("config_hash", "code_version", "manifest", *PROTOCOL)
+JOINED = ("config_hash", "code_version", "manifest", "schedule", *PROTOCOL)
 _SEED_SUFFIX = re.compile(r"-(s|seed)\d+$")
 
 
@@ -66,7 +70,8 @@ def setting_key(row: pd.Series | dict[str, Any]) -> tuple[str, ...]:
 
 def setting_label(row: pd.Series | dict[str, Any], *, with_cam: bool = False) -> str:
     """``adl(drop_rate=0.75) + kl_uniform(lam=0.3)``, and `` · <cam>`` with ``with_cam`` (when cams differ)."""
-    method, objective, _cam = setting_key(row)[2:]
+    values = dict(zip(SETTING, setting_key(row)))
+    method, objective, _cam = values["method"], values["objective"], values["cam"]
     label = " + ".join(v for v in (method, objective) if v)
     return f"{label} · {_cam}" if with_cam and _cam else label
 

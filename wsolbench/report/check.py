@@ -37,13 +37,13 @@ import pandas as pd
 from wsolbench._io import atomic_write_text
 from wsolbench.errors import ConfigError
 from wsolbench.metrics.table import METRICS
-from wsolbench.report.aggregate import SETTING
+from wsolbench.report.aggregate import AXES, PROTOCOL as CONVENTIONS
 
-#: Columns that identify a row: the setting and its seeds.
-KEY = (*SETTING, "seed_list")
-#: Columns that must agree between a baseline row and the current row for the comparison to mean anything.
-PROTOCOL = ("manifest_hash", "threshold_step", "resolution", "loc_contours", "iou_thresholds", "cam_resize",
-            "cam_stage")
+#: Columns that identify a row: the compared axes and the seeds.
+KEY = (*AXES, "seed_list")
+#: Columns that must agree between a baseline row and the current row for the comparison to mean anything:
+#: the evaluation conventions by name, then the protocol hash (data sizes, schedule, model settings).
+PROTOCOL = (*CONVENTIONS, "protocol")
 #: The metrics checked unless ``--metrics`` says otherwise (those a row has).
 DEFAULT_METRICS = ("top1", "MaxBoxAccV2", "GT-known Loc", "Top-1 Loc", "PxAP", "mPxAP", "mAP")
 #: Tolerance (points) for a one-seed baseline row, and the least tolerance from a seed spread.

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from wsolbench._io import atomic_write_text
+from wsolbench.config.sections import protocol_payload, stable_hash
 from wsolbench.errors import ConfigError, DataError
 from wsolbench.metrics.table import METRICS, metric
 from wsolbench.records import find_records, load_record
@@ -33,11 +34,14 @@ AXES = SETTING
 #: Bare class names and the objective's strength (derived from the labels for records that lack them).
 NAMES = ("method_name", "objective_name", "strength_name", "strength")
 #: Provenance, last in every leaderboard.
-PROVENANCE = ("seed", "seconds", "manifest", "config_hash", "code_version", "run_dir")
+PROVENANCE = ("seed", "seconds", "manifest", "schedule", "protocol", "environment", "config_hash", "code_version",
+              "run_dir")
 #: Column order of the per-run frame: name, axes, names, the objective's relation to label smoothing, every
 #: metric of the metric table (fixed-threshold variants after their base), the same on val, provenance.
 COLUMNS = ("name", *AXES, *NAMES, "effective_smoothing", "loss_scale", *(m.key for m in METRICS),
            *(f"val_{m.key}" for m in METRICS), *PROTOCOL, *PROVENANCE)
+#: Facts of a run's protocol a group title names when they differ between groups.
+PROTOCOL_DETAILS = ("manifest", "images", "schedule", "threshold_step", "resolution", "loc_contours", "cam_stage")
 #: Tie-breakers after the chosen sort metric.
 SORT_BY = ("MaxBoxAccV2", "PxAP", "mPxAP", "top1", "mAP")
 #: The localization metrics of the compact table, in order (mPxAP replaces PxAP where a dataset has it).
@@ -103,7 +107,21 @@ def record_row(record: dict[str, Any], run_dir: Path | str | None = None) -> dic
     row.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     row["run_dir"] = None if run_dir is None else str(run_dir)
     row.update(protocol_of(record))
+    if not row.get("protocol"):  # records made before the summary carried it: the same hash from the config
+        row["protocol"] = stable_hash(protocol_payload(record.get("config") or {}))
+    row["environment"] = environment_of(record)
+    optim = (record.get("config") or {}).get("optim") or {}
+    batch = ((record.get("config") or {}).get("data") or {}).get("batch_size")
+    row["schedule"] = f"{optim.get('epochs', '?')} epochs, lr {optim.get('lr', '?')}, batch {batch or '?'}"
     return row
+
+
+def environment_of(record: dict[str, Any]) -> str:
+    """``torch 2.14.1 cpu``: what, besides the config, moves the numbers (by up to a point across versions)."""
+    environment = record.get("environment") or {}
+    torch_version = str((environment.get("libraries") or {}).get("torch") or "?").split("+", 1)[0]
+    device = str(environment.get("device") or "?").split(":", 1)[0]
+    return f"torch {torch_version} {device}"
 
 
 def _ordered(columns: Sequence[str]) -> list[str]:
@@ -290,14 +308,31 @@ def compact_table(group: pd.DataFrame, *, sort_by: str = "MaxBoxAccV2", baseline
 
 
 def groups_of(agg: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """``(title, rows)`` per (dataset, backbone), in the frame's order; the title is ``dataset / backbone``."""
-    keys = [c for c in ("dataset", "backbone") if c in agg.columns]
+    """``(title, rows)`` per (dataset, backbone, protocol, environment), in the frame's order. The title is
+    ``dataset / backbone``, plus, when several groups share a dataset and backbone, what tells them apart:
+    the protocol hash with the differing data size, schedule or evaluation facts the rows carry, and the
+    environment when it differs."""
+    keys = [c for c in ("dataset", "backbone", "protocol", "environment") if c in agg.columns]
     if not keys:
         return [("", agg)]
+    groups = [(values if isinstance(values, tuple) else (values,), rows)
+              for values, rows in agg.groupby(keys, sort=False, dropna=False)]
+    shown = {"dataset", "backbone"}
+    varying = [k for k in ("protocol", "environment") if k in keys
+               and len({str(dict(zip(keys, v)).get(k)) for v, _ in groups}) > 1]
+    details = [c for c in PROTOCOL_DETAILS if c in agg.columns and agg[c].astype(str).nunique() > 1]
     out = []
-    for values, rows in agg.groupby(keys, sort=False, dropna=False):
-        values = values if isinstance(values, tuple) else (values,)
-        out.append((" / ".join("-" if _missing(v) else str(v) for v in values), rows))
+    for values, rows in groups:
+        named = dict(zip(keys, values))
+        title = " / ".join("-" if _missing(named.get(k)) else str(named[k]) for k in keys if k in shown)
+        extra = []
+        if "protocol" in varying:
+            first = rows.iloc[0]
+            extra.append(f"protocol {str(named['protocol'])[:8]}")
+            extra += [f"{c} {first[c]}" for c in details if not _missing(first.get(c))]
+        if "environment" in varying:
+            extra.append(str(named["environment"]))
+        out.append((title + (" · " + ", ".join(extra) if extra else ""), rows))
     return out
 
 
@@ -370,8 +405,24 @@ def write_leaderboard(agg: pd.DataFrame, output_dir: Path, *, command: str | Non
         if published is not None:
             first = rows.iloc[0]
             lines += published_section(title, published_for(published, first.get("dataset"), first.get("backbone")))
+    lines += definitions(agg)
     md_path = atomic_write_text(output_dir / "leaderboard.md", "\n".join(lines))
     return csv_path, md_path
+
+
+def definitions(agg: pd.DataFrame) -> list[str]:
+    """The Markdown lines defining every column of the compact tables once, with its unit."""
+    keys = ["top1", "mAP", *COMPACT_METRICS, "mPxAP", "entropy_norm"]
+    shown = [metric(k) for k in keys if _has_values(agg, k)]
+    lines = ["## Columns", ""]
+    for entry in shown:
+        unit = {"%": "percent", "": "no unit"}.get(entry.unit, entry.unit)
+        lines.append(f"- **{'top-1' if entry.key == 'top1' else entry.key}** ({unit}): {entry.description}")
+    lines += ["- **Δ**: the setting minus its baseline (same dataset, backbone, method, CAM, protocol and seeds), "
+              "percent points, with its paired bootstrap interval; `*` marks an interval that excludes zero.",
+              "- **seeds** (count): runs averaged in the row; `mean ± std` is their mean and sample standard "
+              "deviation.", ""]
+    return lines
 
 
 def write_runs(runs: pd.DataFrame, output_dir: Path) -> Path:
