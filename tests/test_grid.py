@@ -198,3 +198,19 @@ def test_grid_file_runs_are_listed_by_the_cli(tmp_path):
     assert result.exit_code == 0, result.output
     names = [line.split()[2] for line in result.stdout.splitlines() if line.startswith("todo")]
     assert names == ["cam-ce", "adl-drop_rate0.5-ce", "adl-drop_rate0.75-ce"]  # adl's strength is in its name
+
+
+def test_a_bare_bench_is_both_built_in_datasets_times_the_objectives_times_three_seeds(tmp_path):
+    from click.testing import CliRunner
+
+    from wsolbench.cli import cli
+
+    result = CliRunner().invoke(cli, ["bench", "--dry-run", "--output-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    names = [line.split()[-1] for line in result.output.splitlines()
+             if line.split() and line.split()[-1].startswith(("synthetic-", "digits-"))]
+    assert len(names) == 24 and len(set(names)) == 24
+    assert sum(n.startswith("digits-") for n in names) == 12
+    assert {n.rsplit("-", 1)[-1] for n in names} == {"s0", "s1", "s2"}
+    one = CliRunner().invoke(cli, ["bench", "--dry-run", "--preset", "smoke", "--output-dir", str(tmp_path)])
+    assert len([line for line in one.output.splitlines() if line.split() and line.split()[-1].startswith("cam-")]) == 4

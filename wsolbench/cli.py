@@ -8,6 +8,7 @@ traceback only with ``--debug``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shlex
 import sys
@@ -18,7 +19,8 @@ from typing import Any
 import click
 
 from wsolbench import __version__
-from wsolbench.config import BENCH_OBJECTIVES, PRESETS, RunConfig, load_config, merge_dicts, parse_overrides
+from wsolbench.config import (BENCH_OBJECTIVES, DEFAULT_BENCH, DEFAULT_SEEDS, PRESETS, RunConfig, load_config,
+                              merge_dicts, parse_overrides)
 from wsolbench.errors import ConfigError, WsolbenchError
 
 
@@ -274,7 +276,9 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
     grid file and flags. '--set objective.lam=0.1,1' is an axis that goes to every objective of the grid
     that has 'lam' (likewise 'method.*'); a parameter none of them has is refused. Finished runs are
     reused, interrupted ones resumed, failed ones retried; several bench processes may share one
-    --output-dir (results.sqlite claims each run for one of them).
+    --output-dir (results.sqlite claims each run for one of them). Without --preset, --config, --grid or
+    --dataset it is the default bench: both built-in datasets (presets quick and quick-digits) x the four
+    objectives x seeds 0,1,2.
     """
     from wsolbench.bench import (axes_from_sets, grid_configs, grid_records, plan_bench, plan_lines, read_grid_file,
                                  report_lock, run_bench)
@@ -286,9 +290,17 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
              "seed": _int_list(seeds)}
     flag_axes.update({key: list(values) for key, values in named.items() if values})
     default_axes = {} if grid is not None else {"objective.name": list(BENCH_OBJECTIVES)}
-    base = _resolve(preset or (grid.preset if grid else None), config_path, (), dataset=dataset,
-                    data_root=data_root, device=device, seed=seed, threads=threads)
-    configs = grid_configs(base, grid=grid, flag_axes=flag_axes, default_axes=default_axes)
+    default_bench = preset is None and config_path is None and grid is None and dataset is None
+    if default_bench and "seed" not in flag_axes and seed is None:
+        flag_axes["seed"] = list(DEFAULT_SEEDS)
+    configs = []
+    for name in DEFAULT_BENCH if default_bench else (preset or (grid.preset if grid else None),):
+        base = _resolve(name, config_path, (), dataset=dataset, data_root=data_root, device=device, seed=seed,
+                        threads=threads)
+        expanded = grid_configs(base, grid=grid, flag_axes=flag_axes, default_axes=default_axes)
+        if default_bench:  # two datasets under one name scheme: say which in the run name
+            expanded = [dataclasses.replace(c, name=f"{c.data.dataset}-{c.name}") for c in expanded]
+        configs += expanded
     if dry_run:
         for line in plan_lines(plan_bench(configs, output_dir=output_dir)):
             click.echo(line)

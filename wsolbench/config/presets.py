@@ -102,6 +102,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 
 #: The four objectives a bench compares by default (same seed, data order, model, schedule).
 BENCH_OBJECTIVES = ("ce", "label_smoothing", "confidence_penalty", "kl_uniform")
+#: What a bare ``wsolbench bench`` runs: both built-in datasets (each with its own preset) x the bench
+#: objectives x these seeds. The shapes set is where a small part decides the class (regularizers are expected
+#: to hurt localization), the digits set where the evidence is spread over the object (they may help):
+#: notes/synthetic.md's two regimes.
+DEFAULT_BENCH = ("quick", "quick-digits")
+DEFAULT_SEEDS = (0, 1, 2)
 
 
 def preset(name: str) -> RunConfig:
