@@ -538,17 +538,28 @@ def methods(as_json: bool) -> None:
     console.print(table)
 
 
+def _leaderboard_options(func: Any) -> Any:
+    """--baseline, --sort-by and --bootstrap: how a leaderboard compares, orders and bounds its settings."""
+    options = [
+        click.option("--baseline", default="ce", show_default=True,
+                     help="What each setting is compared with: an objective label or name (ce, "
+                          "kl_uniform(lam=0.3)), or AXIS=VALUE for another axis (method=cam, cam=gradcam, "
+                          "backbone=resnet50); 'none': no Δ."),
+        click.option("--sort-by", default="MaxBoxAccV2", show_default=True, metavar="METRIC",
+                     help="Metric the rows are sorted by, best first (a key of the metric table: PxAP, top1, ...)."),
+        click.option("--bootstrap", "n_resamples", type=click.IntRange(min=0), default=1000, show_default=True,
+                     help="Paired bootstrap resamples over test images for the 95% intervals (0: differences only)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @cli.command()
 @click.argument("runs_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--output-dir", type=click.Path(path_type=Path), default=None,
               help="Where to write the leaderboard (default: RUNS_DIR).")
-@click.option("--baseline", default="ce", show_default=True,
-              help="What each setting is compared with: an objective label or name (ce, kl_uniform(lam=0.3)), "
-                   "or AXIS=VALUE for another axis (method=cam, cam=gradcam, backbone=resnet50); 'none': no Δ.")
-@click.option("--sort-by", default="MaxBoxAccV2", show_default=True, metavar="METRIC",
-              help="Metric the rows are sorted by, best first (a key of the metric table: PxAP, top1, ...).")
-@click.option("--bootstrap", "n_resamples", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Paired bootstrap resamples over test images for the 95% intervals (0: differences only).")
+@_leaderboard_options
 @click.option("--with-published", is_flag=True,
               help="Show the published numbers of the same dataset and backbone (leaderboards/published/).")
 @click.option("--published-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -685,7 +696,8 @@ def evaluate_cams(scoremaps: Path, manifest_dir: Path | None, split: str | None,
         predictions=predictions, multiclass=multiclass, threshold_step=threshold_step,
         resolution=EVAL_RESOLUTION if resolution is None else resolution, loc_threshold=loc_threshold,
         loc_contours=loc_contours, allow_missing=allow_missing, batch_size=batch_size,
-        progress=RichProgress(progress), workers=workers, cache_dir=cache_dir, use_cache=not no_cache)
+        progress=RichProgress(progress), workers=workers, cache_dir=cache_dir, use_cache=not no_cache,
+        fast_start=True)
     if as_json:
         click.echo(json.dumps(report, indent=1))
         return
@@ -918,13 +930,7 @@ def _print_verdicts(frame: Any) -> None:
 @click.argument("runs_dir", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("report"), show_default=True,
               help="The folder of index.html and its images (and the leaderboard files the page shows).")
-@click.option("--baseline", default="ce", show_default=True,
-              help="What each setting is compared with: an objective (ce, kl_uniform(lam=0.3)) or AXIS=VALUE "
-                   "(method=cam); 'none': no Δ.")
-@click.option("--sort-by", default="MaxBoxAccV2", show_default=True, metavar="METRIC",
-              help="Metric the leaderboard rows are sorted by, best first.")
-@click.option("--bootstrap", "n_resamples", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Paired bootstrap resamples over test images for the 95% intervals (0: differences only).")
+@_leaderboard_options
 def report_command(runs_dir: Path, out: Path, baseline: str, sort_by: str, n_resamples: int) -> None:
     """Write a static HTML report of the runs under RUNS_DIR: OUT/index.html with its images beside it.
 

@@ -8,6 +8,10 @@ evaluation resolution and min-max normalized on the model's device
 (:func:`~wsolbench.cams.to_scoremaps`), then handed to the streaming accumulators
 on the CPU. Top-1 correctness travels with the maps so Top-1 Loc comes from the
 same pass. With ``per_image`` the accumulators also keep per-image outcomes.
+Binary masks come from the ground-truth cache (:mod:`wsolbench.scoremaps.cache`,
+keyed by the manifest's content hash, the split and the resolution), so a run
+that evaluates val every epoch decodes its mask files once, and later runs and
+``evaluate-cams`` not at all; ``WSOLBENCH_CACHE_DIR=off`` leaves them to the loader.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from wsolbench.metrics import (BoxAccumulator, BoxResult, ClassificationAccumula
 from wsolbench.metrics.multiclass import MultiClassMaskAccumulator, MultiClassMaskResult
 from wsolbench.metrics.multilabel import MultiLabelAccumulator, MultiLabelResult
 from wsolbench.progress import Progress
+from wsolbench.scoremaps.cache import GroundTruthArrays, GroundTruthCache, manifest_split_arrays
 from wsolbench.structs import MASK_IGNORE, mix_seed
 
 
@@ -119,9 +124,11 @@ def new_extractor(method: WsolMethod, cfg: EvalConfig) -> CamExtractor:
 
 def accumulate(method: WsolMethod, loader: DataLoader, samples: Sequence[Sample], acc: SplitAccumulators, *,
                cfg: EvalConfig, device: torch.device, amp: AmpPolicy, extractor: CamExtractor | None = None,
-               on_batch: Callable[[int], None] | None = None) -> SplitAccumulators:
+               on_batch: Callable[[int], None] | None = None,
+               gt_masks: GroundTruthArrays | None = None) -> SplitAccumulators:
     """Feed every batch of ``loader`` through ``method`` into ``acc``; maps from ``extractor``
-    (default: a new ``eval.cam`` extractor, closed at the end)."""
+    (default: a new ``eval.cam`` extractor, closed at the end). Masks come from ``gt_masks`` (the split's
+    cached ground truth at ``cfg.resolution``) when given, else from the batches."""
     method.eval()
     own = extractor is None
     extractor = extractor or new_extractor(method, cfg)
@@ -152,7 +159,8 @@ def accumulate(method: WsolMethod, loader: DataLoader, samples: Sequence[Sample]
                                                (samples[i].width, samples[i].height), (res, res)) for i in indices]
                         acc.boxes.update(maps_np, boxes, ids, cls_correct=cls_correct)
                     if acc.masks is not None:
-                        acc.masks.update(maps_np, batch["mask"].numpy(), ids)
+                        masks = gt_masks.masks_batch(ids, res) if gt_masks is not None else batch["mask"].numpy()
+                        acc.masks.update(maps_np, masks, ids)
                 if acc.multilabel is not None:
                     acc.multilabel.update(probs.cpu().numpy(), batch["labels"].numpy(), ids)
             if acc.class_masks is not None:
@@ -188,27 +196,44 @@ def _class_pairs(extractor: CamExtractor, x: torch.Tensor, batch: dict[str, Any]
     acc.update(maps, masks[image], np.asarray(cls, dtype=np.int64), [ids[i] for i in image])
 
 
+def _cached_masks(manifest: Manifest, split: str, cfg: RunConfig, multi_label: bool,
+                  progress: Progress) -> GroundTruthArrays | None:
+    """The split's binary evaluation masks from the ground-truth cache (read and cached on a miss), so that an
+    evaluation every epoch decodes the mask files once; None where the data loader reads them instead (no
+    masks, class-index masks of multi-label data, caching off, or masks the cache cannot hold)."""
+    samples = manifest.split(split)
+    if not samples or not all(s.mask for s in samples):
+        return None
+    if multi_label and all(s.mask_kind == "class_index" for s in samples):
+        return None
+    return manifest_split_arrays(manifest, split, cfg.eval.resolution, cache=GroundTruthCache.default(),
+                                 workers=cfg.eval.workers or min(8, os.cpu_count() or 1), progress=progress)
+
+
 def evaluate_split(method: WsolMethod, manifest: Manifest, split: str, cfg: RunConfig, *, device: torch.device,
                    amp: AmpPolicy, progress: Progress, info: ddp.DistInfo = ddp.DistInfo(),
                    per_image: bool = False) -> SplitEvaluation:
     """Evaluate ``split`` of ``manifest``: this rank's shard, accumulators merged across ranks."""
     start = time.perf_counter()
     multi_label = is_multi_label(cfg, manifest)
-    dataset = ManifestDataset(manifest, split, eval_transform(cfg.data), mask_resolution=cfg.eval.resolution,
+    gt_masks = _cached_masks(manifest, split, cfg, multi_label, progress)
+    dataset = ManifestDataset(manifest, split, eval_transform(cfg.data),
+                              mask_resolution=None if gt_masks is not None else cfg.eval.resolution,
                               multi_label=multi_label)
     shard = list(range(info.rank, len(dataset), info.world_size))
     loader = DataLoader(dataset, batch_size=cfg.data.eval_batch_size, sampler=shard,
                         num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
                         collate_fn=dataset.collate)
     acc = new_accumulators(dataset.samples, num_classes=manifest.num_classes, cfg=cfg.eval,
-                           has_masks=dataset.has_masks, per_image=per_image, multi_label=multi_label,
+                           has_masks=dataset.has_masks or gt_masks is not None, per_image=per_image,
+                           multi_label=multi_label,
                            has_class_masks=dataset.has_class_masks)
     with new_extractor(method, cfg.eval) as extractor, \
             progress.phase(f"{cfg.name}: evaluating {split}", len(shard)) as advance:
         if extractor.stochastic:  # noise from torch's global generator: the same maps on every evaluation
             torch.manual_seed(mix_seed(cfg.seed, zlib.crc32(split.encode()), info.rank))
         accumulate(method, loader, dataset.samples, acc, cfg=cfg.eval, device=device, amp=amp,
-                   extractor=extractor, on_batch=advance)
+                   extractor=extractor, on_batch=advance, gt_masks=gt_masks)
         cam = extractor.describe()
     acc = ddp.merge_across_ranks(info, acc)
     return acc.compute(split, time.perf_counter() - start, cam=cam)

@@ -19,7 +19,7 @@ import numpy as np
 
 from wsolbench.errors import MetricInputError
 from wsolbench.metrics.base import Accumulator, Agreed, Outcomes, PerImage, Summed, concat, frozen
-from wsolbench.metrics.fast_boxes import fast_best_ious, maps_in_unit_interval
+from wsolbench.metrics.fast_boxes import fast_best_ious_checked
 from wsolbench.metrics.protocol import CONTOUR_MODES, best_ious, correct_at
 from wsolbench.metrics.validate import (
     check_cls_correct,
@@ -341,7 +341,10 @@ class BoxAccumulator(Accumulator):
             return
         self._note_top1(cls_correct is not None)
         if self.engine == "fast":
-            ious = fast_best_ious(maps, boxes, self.thresholds, workers=self.workers)
+            ious, valid = fast_best_ious_checked(maps, boxes, self.thresholds, workers=self.workers)
+            if not valid.all():  # raises, naming the image, before any count changes
+                check_scoremaps(maps, image_ids)
+                raise RuntimeError("the quantisation pass flagged a map that check_scoremaps accepts")
         else:
             ious = np.stack([np.stack(best_ious(m, b, self.thresholds)) for m, b in zip(maps, boxes)])
         # ious: (B, mode, T) -> hits: (iou, B, mode, T) -> (B, mode, iou, T)
@@ -357,15 +360,16 @@ class BoxAccumulator(Accumulator):
                 self._cls_correct.append(cls_correct.copy())
 
     def _checked_maps(self, scoremaps, image_ids) -> np.ndarray:
-        """:func:`check_scoremaps`, without its float64 copy for the fast engine."""
+        """:func:`check_scoremaps`, without its float64 copy for the fast engine.
+
+        The fast engine checks the range in its own pass over the pixels (see
+        :meth:`update`), so plain float maps are not read here.
+        """
         maps = np.asarray(scoremaps)
         plain = maps.ndim == 3 and maps.dtype in (np.float32, np.float64) and 0 not in maps.shape
         if self.engine == "exact" or not plain:
             return check_scoremaps(maps, image_ids)
         check_image_ids(image_ids, maps.shape[0])
-        if not maps_in_unit_interval(maps).all():
-            check_scoremaps(maps, image_ids)  # raises, naming the image
-            raise RuntimeError("the range check flagged a map that check_scoremaps accepts")
         return maps
 
     def merge(self, other: BoxAccumulator) -> BoxAccumulator:

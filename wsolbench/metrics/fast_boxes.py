@@ -682,16 +682,24 @@ def _map_cut_ious(scoremap, thresholds, gt, lut, ws, out_all, out_largest, out_f
     operation; each distinct cut is evaluated once. ``out_fallback[t]`` marks
     thresholds whose largest contour must be found by the exact path
     (``out_largest[t]`` is then meaningless).
+
+    Returns whether the map lies in ``[0, 1]`` (no NaN), checked in the same
+    pass as the quantisation; when it does not, the outputs are left unset.
     """
     q = ws[13]
     height, width = q.shape
     level_counts = np.zeros(256, np.int64)
+    bad = 0
     for r in range(height):
         for c in range(width):
+            x = np.float64(scoremap[r, c])
+            bad |= (x < 0.0) | (x > 1.0) | (x != x)  # NaN compares unequal to itself
             # float64 product, truncated like astype(np.uint8) (the map is in [0, 1])
-            v = np.uint8(np.int64(np.float64(scoremap[r, c]) * 255.0))
+            v = np.uint8(np.int64(x * 255.0))
             q[r, c] = v
             level_counts[v] += 1
+    if bad:
+        return False
     top_level = 255
     while top_level > 0 and level_counts[top_level] == 0:
         top_level -= 1
@@ -765,14 +773,19 @@ def _map_cut_ious(scoremap, thresholds, gt, lut, ws, out_all, out_largest, out_f
         out_all[t] = iou_all[inverse[t]]
         out_largest[t] = iou_largest[inverse[t]]
         out_fallback[t] = fallback[inverse[t]]
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
-def _maps(maps, thresholds, gt_flat, gt_offsets, lut, out_all, out_largest, out_fallback, out_cuts, lo, hi):
-    """Maps ``lo .. hi - 1`` of a batch, with one workspace (no GIL: threads split a batch)."""
+def _maps(maps, thresholds, gt_flat, gt_offsets, lut, out_all, out_largest, out_fallback, out_cuts, out_valid,
+          lo, hi):
+    """Maps ``lo .. hi - 1`` of a batch, with one workspace (no GIL: threads split a batch).
+
+    ``out_valid[b]``: whether map ``b`` lies in ``[0, 1]`` (no NaN); its other outputs are unset if not.
+    """
     ws = _workspace(maps.shape[1], maps.shape[2])
     for b in range(lo, hi):
-        _map_cut_ious(
+        out_valid[b] = _map_cut_ious(
             maps[b],
             thresholds,
             gt_flat[gt_offsets[b] : gt_offsets[b + 1]],
@@ -842,7 +855,22 @@ def fast_best_ious(
         workers: threads splitting the maps.
 
     Returns:
-        float64 ``(B, 2, T)``: ``[:, 0]`` all contours, ``[:, 1]`` largest contour.
+        float64 ``(B, 2, T)``: ``[:, 0]`` all contours, ``[:, 1]`` largest contour
+        (NaN rows for maps outside ``[0, 1]``; see :func:`fast_best_ious_checked`).
+    """
+    return fast_best_ious_checked(scoremaps, gt_boxes, thresholds, workers=workers)[0]
+
+
+def fast_best_ious_checked(
+    scoremaps: np.ndarray,
+    gt_boxes: list[np.ndarray],
+    thresholds: np.ndarray,
+    workers: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fast_best_ious` and ``valid``, bool ``(B,)``: whether each map lies in ``[0, 1]`` (no NaN).
+
+    The range check rides on the quantisation pass, so a caller needs no
+    separate pass over the maps; the IoU rows of an invalid map are NaN.
     """
     # float32 maps go in as they are, no float64 copy of the batch: the kernel
     # widens each score, exactly, as the protocol does.
@@ -853,8 +881,9 @@ def fast_best_ious(
     thresholds = np.ascontiguousarray(thresholds, dtype=np.float64)
     n_thresholds = len(thresholds)
     out = np.empty((n, 2, n_thresholds), dtype=np.float64)
+    valid = np.ones(n, dtype=np.bool_)
     if n == 0:
-        return out
+        return out, valid
     if max(maps.shape[1:]) >= 1 << 16:
         raise ValueError(f"score maps must be smaller than 65536 x 65536, got {maps.shape[1:]}")
     gt_flat = np.ascontiguousarray(np.concatenate([np.asarray(g, dtype=np.int64) for g in gt_boxes]))
@@ -862,12 +891,16 @@ def fast_best_ious(
     gt_offsets[1:] = np.cumsum([len(g) for g in gt_boxes])
     iou_all = np.empty((n, n_thresholds), dtype=np.float64)
     iou_largest = np.empty((n, n_thresholds), dtype=np.float64)
-    fallback = np.empty((n, n_thresholds), dtype=np.bool_)
+    fallback = np.zeros((n, n_thresholds), dtype=np.bool_)
     cuts = np.empty((n, n_thresholds), dtype=np.int64)
     # The table goes in as an argument: as a global numba would type it
     # read-only and compile every function a second time.
-    args = (maps, thresholds, gt_flat, gt_offsets, _LUT, iou_all, iou_largest, fallback, cuts)
+    args = (maps, thresholds, gt_flat, gt_offsets, _LUT, iou_all, iou_largest, fallback, cuts, valid)
     run_split(lambda part, lo, hi: _maps(*args, lo, hi), n, workers)
+    if not valid.all():
+        iou_all[~valid] = np.nan
+        iou_largest[~valid] = np.nan
+        fallback[~valid] = False
     # Ambiguous largest contours: the exact path, once per (map, cut).
     for b in np.flatnonzero(fallback.any(axis=1)):
         quantized = quantize_scoremap(maps[b])
@@ -881,4 +914,4 @@ def fast_best_ious(
             iou_largest[b, t] = done[cut]
     out[:, 0] = iou_all
     out[:, 1] = iou_largest
-    return out
+    return out, valid

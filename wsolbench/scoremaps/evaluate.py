@@ -9,6 +9,17 @@ with :mod:`wsolbench.scoremaps.files`; the metrics follow
 ``np.arange(0, 1, step)``). Report keys are the metric table's
 (:mod:`wsolbench.metrics.table`), exactly as run records use them.
 
+Speed
+-----
+The ground truth of a split is read once per resolution, masks decoded in
+``workers`` threads, and cached (:mod:`wsolbench.scoremaps.cache`): a later
+evaluation of the same ground truth neither parses the metadata nor decodes a
+mask. Maps are read a batch ahead of the metric engines
+(:func:`~wsolbench.scoremaps.files.iter_scoremap_batches`), the engines split
+each batch over ``workers`` threads and check the maps' range in their own
+pass, and the numba kernels load in the background meanwhile
+(:mod:`wsolbench.metrics.jit`). None of it changes a number.
+
 Missing and extra maps
 ----------------------
 Every image of the split (every labelled (image, class) pair with
@@ -31,7 +42,8 @@ split; the report says which (``loc_threshold.selected``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,19 +51,39 @@ from typing import Any
 import numpy as np
 
 from wsolbench.data.sources.wsolevaluation import format_ids
-from wsolbench.errors import ConfigError, DataError
+from wsolbench.errors import ConfigError, DataError, MetricInputError
 from wsolbench.metrics import BoxAccumulator, BoxResult, MaskAccumulator, MaskResult, cam_thresholds
+from wsolbench.metrics.jit import start_warm_up
 from wsolbench.metrics.multiclass import MultiClassMaskAccumulator
 from wsolbench.progress import NullProgress, Progress
+from wsolbench.scoremaps.cache import (
+    CacheSlot,
+    GroundTruthArrays,
+    GroundTruthCache,
+    available_cpus,
+    open_manifest,
+    open_metadata,
+    resolve_cache,
+)
 from wsolbench.scoremaps.files import (
+    SUFFIX,
+    check_scoremap_files,
+    iter_scoremap_batches,
     load_scoremap,
+    peek_dtype,
     read_predictions,
     scan_class_scoremaps,
     scan_scoremaps,
     scoremap_path,
     scoremap_root,
 )
-from wsolbench.scoremaps.groundtruth import GroundTruth, MetadataGroundTruth, load_ground_truth
+from wsolbench.scoremaps.groundtruth import (
+    GroundTruth,
+    ManifestGroundTruth,
+    MetadataGroundTruth,
+    check_ground_truth_options,
+    load_ground_truth,
+)
 from wsolbench.structs import EVAL_RESOLUTION, LOC_IOU, MASK_IGNORE
 
 DEFAULT_BATCH_SIZE = 64
@@ -86,11 +118,6 @@ def _match(expected: Sequence[Any], available: set[Any], extra: list[str], names
     return _Match(present=present, missing=missing, extra=extra)
 
 
-def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def _check_options(threshold_step: float, resolution: int, batch_size: int) -> np.ndarray:
     if not (isinstance(resolution, int) and resolution >= 2):
         raise ConfigError(f"--resolution must be an integer >= 2, got {resolution!r}")
@@ -99,6 +126,14 @@ def _check_options(threshold_step: float, resolution: int, batch_size: int) -> n
     if not (isinstance(threshold_step, (int, float)) and 0 < threshold_step < 1):
         raise ConfigError(f"--threshold-step must be in (0, 1), got {threshold_step!r}")
     return cam_thresholds(threshold_step)
+
+
+def _check_workers(workers: int | None) -> int:
+    if workers is None:
+        return available_cpus()
+    if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
+        raise ConfigError(f"--workers must be a positive integer, got {workers!r}")
+    return workers
 
 
 def _floats(values: Any) -> list[float | None]:
@@ -184,8 +219,20 @@ def evaluate_scoremaps(
     allow_missing: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
+    workers: int | None = None,
+    cache_slot: CacheSlot | None = None,
+    fast_start: bool = False,
 ) -> dict[str, Any]:
     """Box and/or mask metrics of the maps in ``scoremaps`` (one per image); a JSON-ready dict.
+
+    ``workers`` threads (default: every CPU this process may use) decode the
+    ground-truth masks and split each batch of maps in the metric engines. The
+    ground truth is read into :class:`~wsolbench.scoremaps.cache.GroundTruthArrays`
+    once (unless ``ground_truth`` already is one) and saved to ``cache_slot``
+    when given. Maps are read a batch ahead of the engines, and the engines'
+    kernels are loaded in a background thread meanwhile (:mod:`wsolbench.metrics.jit`;
+    ``fast_start``, for a process of its own such as the CLI's, also skips
+    numba's BLAS probe).
 
     Keys (percent): ``MaxBoxAcc``, ``MaxBoxAccV2``, ``MaxBoxAccV2@{30,50,70}``,
     ``GT-known Loc`` (boxes), ``Top-1 Loc`` (with ``predictions``), ``PxAP``,
@@ -196,6 +243,7 @@ def evaluate_scoremaps(
     ``scoremaps`` (and ``n_unused_predictions`` with ``predictions``).
     """
     thresholds = _check_options(threshold_step, resolution, batch_size)
+    workers = _check_workers(workers)
     if loc_contours not in ("largest", "all"):
         raise ConfigError(f"--loc-contours must be largest or all, got {loc_contours!r}")
     gt = ground_truth
@@ -209,6 +257,8 @@ def evaluate_scoremaps(
     progress = progress or NullProgress()
 
     ids = list(gt.image_ids)
+    start_warm_up(boxes=gt.has_boxes, masks=gt.has_masks, dtype=peek_dtype(scoremap_path(root, ids[0]), resolution),
+                  skip_blas=fast_start)
     available = scan_scoremaps(root)
     match = _match(ids, available, sorted(available - set(ids)), ids, root=root, what="images",
                    allow_missing=allow_missing, log=progress.log)
@@ -216,16 +266,26 @@ def evaluate_scoremaps(
     cls_correct, n_unused_predictions = (None, None) if predictions is None else \
         _top1_outcomes(gt, predictions, present)
 
-    box_acc = BoxAccumulator(thresholds) if gt.has_boxes else None
-    mask_acc = MaskAccumulator(thresholds) if gt.has_masks else None
+    box_acc = BoxAccumulator(thresholds, workers=workers) if gt.has_boxes else None
+    mask_acc = MaskAccumulator(thresholds, workers=workers) if gt.has_masks else None
+    arrays = GroundTruthArrays.build(gt, resolution, workers=workers, progress=progress)
+    if arrays is not None and arrays is not gt and cache_slot is not None:
+        cache_slot.save(arrays, progress)
+    source: GroundTruth = gt if arrays is None else arrays
+    base = os.fspath(root)
+    paths = [os.path.join(base, i + SUFFIX) for i in present]  # scoremap_path, without a Path per map
     with progress.phase("score maps", len(present)) as advance:
-        for batch in _batches(present, batch_size):
-            maps = np.stack([load_scoremap(scoremap_path(root, i), i, resolution) for i in batch])
-            if box_acc is not None:
-                flags = None if cls_correct is None else np.array([cls_correct[i] for i in batch], dtype=bool)
-                box_acc.update(maps, [gt.boxes(i, resolution) for i in batch], list(batch), cls_correct=flags)
-            if mask_acc is not None:
-                mask_acc.update(maps, np.stack([gt.mask(i, resolution) for i in batch]), list(batch))
+        for lo, hi, maps in iter_scoremap_batches(paths, present, resolution, batch_size):
+            batch = present[lo:hi]
+            try:
+                if box_acc is not None:
+                    flags = None if cls_correct is None else np.array([cls_correct[i] for i in batch], dtype=bool)
+                    box_acc.update(maps, source.boxes_batch(batch, resolution), batch, cls_correct=flags)
+                if mask_acc is not None:
+                    mask_acc.update(maps, source.masks_batch(batch, resolution), batch)
+            except MetricInputError:
+                check_scoremap_files(paths[lo:hi], batch, resolution)  # the file's own message, if it is a map
+                raise
             advance(len(batch))
 
     report: dict[str, Any] = {"best_threshold": {}, "curves": {"thresholds": thresholds.tolist()}, "contours": {}}
@@ -378,14 +438,48 @@ def evaluate_cams(
     allow_missing: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    fast_start: bool = False,
 ) -> dict[str, Any]:
-    """Load the ground truth and run :func:`evaluate_scoremaps` or :func:`evaluate_multiclass_scoremaps`."""
-    gt = load_ground_truth(manifest=manifest, split=split, metadata=metadata, mask_root=mask_root)
+    """Load the ground truth and run :func:`evaluate_scoremaps` or :func:`evaluate_multiclass_scoremaps`.
+
+    The ground truth at ``resolution`` comes from the cache
+    (:mod:`wsolbench.scoremaps.cache`; ``cache_dir``, default
+    :func:`~wsolbench.scoremaps.cache.default_cache_dir`) when an entry for it
+    exists, and is cached once read otherwise; ``use_cache=False`` neither
+    reads nor writes it. Multi-class evaluation reads its class-index masks
+    from the source every time. ``fast_start``: see :func:`evaluate_scoremaps`.
+    """
     if multiclass:
         if predictions is not None or loc_threshold is not None:
             raise ConfigError("--predictions and --loc-threshold apply to boxes, not to --multiclass")
+        gt = load_ground_truth(manifest=manifest, split=split, metadata=metadata, mask_root=mask_root)
         return evaluate_multiclass_scoremaps(scoremaps, gt, threshold_step=threshold_step, resolution=resolution,
                                              allow_missing=allow_missing, batch_size=batch_size, progress=progress)
+    _check_workers(workers)
+    gt, slot = _open_ground_truth(manifest=manifest, split=split, metadata=metadata, mask_root=mask_root,
+                                  resolution=resolution, cache=resolve_cache(cache_dir, use_cache))
     return evaluate_scoremaps(scoremaps, gt, predictions=predictions, threshold_step=threshold_step,
                               resolution=resolution, loc_threshold=loc_threshold, loc_contours=loc_contours,
-                              allow_missing=allow_missing, batch_size=batch_size, progress=progress)
+                              allow_missing=allow_missing, batch_size=batch_size, progress=progress,
+                              workers=workers, cache_slot=slot, fast_start=fast_start)
+
+
+def _open_ground_truth(*, manifest: str | Path | None, split: str | None, metadata: str | Path | None,
+                       mask_root: str | Path | None, resolution: int,
+                       cache: GroundTruthCache | None) -> tuple[GroundTruth, CacheSlot | None]:
+    """The ground truth from the cache (no metadata parsed) when it holds it; else from the source, and its slot."""
+    check_ground_truth_options(manifest=manifest, split=split, metadata=metadata, mask_root=mask_root)
+    if not (isinstance(resolution, int) and resolution >= 2):
+        raise ConfigError(f"--resolution must be an integer >= 2, got {resolution!r}")
+    if metadata is not None:
+        hit, slot = open_metadata(metadata, mask_root, resolution, cache)
+        if hit is not None:
+            return hit, None
+        return load_ground_truth(metadata=metadata, mask_root=mask_root), slot
+    gt = load_ground_truth(manifest=manifest, split=split)
+    assert isinstance(gt, ManifestGroundTruth)
+    hit, slot = open_manifest(gt.manifest, split or "test", resolution, cache)
+    return (hit, None) if hit is not None else (gt, slot)

@@ -34,6 +34,7 @@ reported as ``n_unlabelled_mask_classes`` (0 for manifests).
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,18 @@ class GroundTruth(abc.ABC):
     def class_mask(self, image_id: str, resolution: int) -> np.ndarray:
         """``(R, R)`` uint8 class-index mask (``c + 1`` = class ``c``, 0 background, 255 void)."""
 
+    def mask_files(self, image_id: str) -> list[Path]:
+        """The files the image's mask is read from (instances, then the ignore map); none without masks."""
+        return []
+
+    def boxes_batch(self, image_ids: Sequence[str], resolution: int) -> list[np.ndarray]:
+        """:meth:`boxes` of each image."""
+        return [self.boxes(i, resolution) for i in image_ids]
+
+    def masks_batch(self, image_ids: Sequence[str], resolution: int) -> np.ndarray:
+        """``(B, R, R)`` uint8: :meth:`mask` of each image."""
+        return np.stack([self.mask(i, resolution) for i in image_ids])
+
 
 def read_class_index_mask(path: str | Path) -> np.ndarray:
     """``(H, W)`` uint8 class indices of a VOC-style mask (palette indices kept; see ``imageio.read_index_mask``)."""
@@ -136,6 +149,13 @@ class MetadataGroundTruth(GroundTruth):
 
     def mask(self, image_id: str, resolution: int) -> np.ndarray:
         return load_metadata_mask(self.split, self._samples[image_id], resolution)
+
+    def mask_files(self, image_id: str) -> list[Path]:
+        sample = self._samples[image_id]
+        if not sample.masks:
+            return []
+        ignore = self.split.ignore_path(sample)
+        return self.split.mask_paths(sample) + ([] if ignore is None else [ignore])
 
     @property
     def num_classes(self) -> int:
@@ -186,6 +206,10 @@ class ManifestGroundTruth(GroundTruth):
     def mask(self, image_id: str, resolution: int) -> np.ndarray:
         return load_eval_mask(self.manifest, self._samples[image_id], resolution)
 
+    def mask_files(self, image_id: str) -> list[Path]:
+        sample = self._samples[image_id]
+        return [p for p in (self.manifest.mask_path(sample), self.manifest.ignore_path(sample)) if p is not None]
+
     @property
     def num_classes(self) -> int:
         return self.manifest.num_classes
@@ -216,13 +240,20 @@ def load_ground_truth(
     mask_root: str | Path | None = None,
 ) -> GroundTruth:
     """The ground truth of a manifest split (``manifest``, ``split`` default test) or a metadata folder."""
+    check_ground_truth_options(manifest=manifest, split=split, metadata=metadata, mask_root=mask_root)
+    if metadata is not None:
+        return MetadataGroundTruth(read_metadata_split(metadata, mask_root=mask_root))
+    return ManifestGroundTruth(load_manifest(manifest), split or "test")
+
+
+def check_ground_truth_options(*, manifest: str | Path | None, split: str | None, metadata: str | Path | None,
+                               mask_root: str | Path | None) -> None:
+    """ConfigError unless exactly one of ``manifest`` / ``metadata`` is given, with only its own options."""
     if (manifest is None) == (metadata is None):
         raise ConfigError("give exactly one of --manifest DIR or --metadata DIR")
     if metadata is not None:
         if split is not None:
             raise ConfigError("--split applies to --manifest; --metadata takes the split folder itself "
                               "(e.g. metadata/CUB/test)")
-        return MetadataGroundTruth(read_metadata_split(metadata, mask_root=mask_root))
-    if mask_root is not None:
+    elif mask_root is not None:
         raise ConfigError("--mask-root applies to --metadata; a manifest's mask paths are relative to its root")
-    return ManifestGroundTruth(load_manifest(manifest), split or "test")
