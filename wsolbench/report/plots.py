@@ -92,10 +92,18 @@ def _check(frame: pd.DataFrame, metric: str) -> None:
         raise ConfigError("the frame has several rows per setting (one per seed?); aggregate over seeds first")
 
 
+def _varies_within_a_dataset(frame: pd.DataFrame, column: str) -> bool:
+    """True when ``column`` takes several values in one dataset's panel (the protocol and environment differ
+    between datasets by construction: that alone does not make two lines of one panel)."""
+    if "dataset" not in frame:
+        return frame[column].astype(str).nunique() > 1
+    return bool((frame.groupby("dataset", dropna=False)[column].agg(lambda v: v.astype(str).nunique()) > 1).any())
+
+
 def _contexts(frame: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
     """The context of each row (the group columns but the dataset that vary, joined) and a short name of
     each context for labels (labels' names before "(" when those stay distinct)."""
-    columns = [c for c in group_columns(frame) if c != "dataset" and frame[c].astype(str).nunique() > 1]
+    columns = [c for c in group_columns(frame) if c != "dataset" and _varies_within_a_dataset(frame, c)]
     full = [" · ".join(str(v) for v in values) for values in frame[columns].itertuples(index=False)] \
         if columns else [""] * len(frame)
     names = list(dict.fromkeys(full))

@@ -115,7 +115,10 @@ def _settings(records: Sequence[dict[str, Any]], keep: Collection[str] | None) -
     setting = [c for c in SETTING if c in rows]
     if not setting:
         raise DataError("the records have no summary axes (dataset, method, objective, ...)")
-    varying = [c for c in setting if rows[c].astype(str).nunique() > 1] or ["objective"]
+    within = rows.groupby("dataset", dropna=False) if "dataset" in rows else None
+    varying = [c for c in setting if rows[c].astype(str).nunique() > 1
+               and (c not in ("protocol", "environment") or within is None
+                    or (within[c].agg(lambda v: v.astype(str).nunique()) > 1).any())] or ["objective"]
     group = [c for c in setting if c != "objective"]
     rows = rows.assign(_label=[" · ".join(str(v) for v in vals) for vals in rows[varying].itertuples(index=False)],
                        _reg=[regularizer_of(o, s) for o, s in zip(rows["objective"], rows["strength_name"])])
