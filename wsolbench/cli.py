@@ -918,7 +918,7 @@ def _print_verdicts(frame: Any) -> None:
         table.add_column(column, justify="left" if column in ("setting", "metric", "verdict") else "right")
     style = {"worse": "bold red", "missing": "bold red", "better": "green", "new": "cyan"}
     for row in frame.itertuples(index=False):
-        cells = [row.setting, row.metric, *(("-" if v != v else f"{v:+.2f}" if k == "diff" else f"{v:.2f}")
+        cells = [row.setting, row.metric, *(("-" if v != v else f"{round(v, 2) + 0.0:+.2f}" if k == "diff" else f"{v:.2f}")
                                             for k, v in (("baseline", row.baseline), ("current", row.current),
                                                          ("diff", row.diff), ("tolerance", row.tolerance))),
                  row.verdict]
