@@ -280,8 +280,7 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
     --dataset it is the default bench: both built-in datasets (presets quick and quick-digits) x the four
     objectives x seeds 0,1,2.
     """
-    from wsolbench.bench import (axes_from_sets, grid_configs, grid_records, plan_bench, plan_lines, read_grid_file,
-                                 report_lock, run_bench)
+    from wsolbench.bench import axes_from_sets, grid_configs, read_grid_file
 
     grid = read_grid_file(grid_path) if grid_path is not None else None
     flag_axes = axes_from_sets(sets)
@@ -301,6 +300,17 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
         if default_bench:  # two datasets under one name scheme: say which in the run name
             expanded = [dataclasses.replace(c, name=f"{c.data.dataset}-{c.name}") for c in expanded]
         configs += expanded
+    _execute(configs, output_dir, dry_run=dry_run, progress=progress, rerun=rerun, resume=resume,
+             executor=executor, ray_address=ray_address, after=lambda frame: _print_leaderboard(frame))
+
+
+def _execute(configs: Any, output_dir: Path, *, dry_run: bool, progress: bool, rerun: bool, resume: bool,
+             executor: str, ray_address: str | None, after: Any, **report_options: Any) -> None:
+    """Run a bench's configs (or print the plan with ``dry_run``), write its own and the folder-wide reports
+    under the store's lock, call ``after(frame)`` with the bench's aggregated leaderboard, report who did what,
+    and exit 1 when a run of this process failed."""
+    from wsolbench.bench import grid_records, plan_bench, plan_lines, report_lock, run_bench
+
     if dry_run:
         for line in plan_lines(plan_bench(configs, output_dir=output_dir)):
             click.echo(line)
@@ -309,9 +319,8 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
                         resume=resume, executor=executor, ray_address=ray_address, command=_command_line())
     with report_lock(output_dir):  # read and write under the lock: the last writer has every finished run
         records = grid_records(configs, output_dir)
-        frame = _write_bench_reports(records, configs, output_dir) if records else None
-    if frame is not None:
-        _print_leaderboard(frame)
+        if records:
+            after(_write_bench_reports(records, configs, output_dir, **report_options))
     _report_bench(outcome, len(configs))
     if outcome.failures:
         for name, message in outcome.failures:
@@ -347,7 +356,6 @@ def sweep(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
     strength chosen by the val mean of --metric and its test numbers next to the baseline, with the paired
     bootstrap interval. '--set objective.KEY=V' goes to every swept objective that has KEY.
     """
-    from wsolbench.bench import grid_records, plan_bench, plan_lines, report_lock, run_bench
     from wsolbench.bench.sweep import lines_from_flags, sweep_configs, with_fixed
     from wsolbench.metrics.table import metric as metric_entry
 
@@ -360,25 +368,14 @@ def sweep(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
     method_names = list(_flatten(methods))
     configs = sweep_configs(base, lines, seeds=_int_list(seeds), baseline=baseline,
                             axes={"method.name": method_names} if method_names else None)
-    if dry_run:
-        for line in plan_lines(plan_bench(configs, output_dir=output_dir)):
-            click.echo(line)
-        return
-    outcome = run_bench(configs, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun,
-                        resume=resume, executor=executor, ray_address=ray_address, command=_command_line())
-    with report_lock(output_dir):
-        records = grid_records(configs, output_dir)
-        frame = _write_bench_reports(records, configs, output_dir, baseline=baseline, sort_by=metric) \
-            if records else None
-        if frame is not None:
-            text = _write_sweep(frame, bench_dir(configs, output_dir), baseline=baseline, metric=metric)
-            _write_sweep(frame, output_dir, baseline=baseline, metric=metric)
-            click.echo(text)
-    _report_bench(outcome, len(configs))
-    if outcome.failures:
-        for name, message in outcome.failures:
-            click.echo(f"error: run {name} failed: {message}", err=True)
-        sys.exit(1)
+
+    def after(frame: Any) -> None:
+        text = _write_sweep(frame, bench_dir(configs, output_dir), baseline=baseline, metric=metric)
+        _write_sweep(frame, output_dir, baseline=baseline, metric=metric)
+        click.echo(text)
+
+    _execute(configs, output_dir, dry_run=dry_run, progress=progress, rerun=rerun, resume=resume,
+             executor=executor, ray_address=ray_address, after=after, baseline=baseline, sort_by=metric)
 
 
 def bench_dir(configs: Any, output_dir: Path) -> Path:
