@@ -242,6 +242,12 @@ def test_missing_and_extra_maps(box_case):
     assert (out["n_images"], out["n_missing"], out["n_extra"]) == (4, 1, 1)
     # Without b (the one failing at IoU 70): a, c, d, e.
     assert out["MaxBoxAccV2@70"] == 100.0 and out["MaxBoxAcc"] == 75.0
+    # Extra maps alone are a warning with their count, not an error.
+    save_map(maps, "test/002/b.jpg", np.load(maps / "test/001/a.jpg.npy") * 0)
+    result = invoke("evaluate-cams", "--scoremaps", maps, "--metadata", meta, "--json")
+    assert result.exit_code == 0, result.output
+    assert "warning: ignored 1 score maps" in result.stderr and "test/009/stray.jpg" in result.stderr
+    assert json.loads(result.stdout)["n_extra"] == 1
 
 
 def test_many_missing_maps_are_listed_with_a_count(box_case):

@@ -25,8 +25,8 @@ Missing and extra maps
 Every image of the split (every labelled (image, class) pair with
 ``multiclass``) needs its map; a map whose image is not in the split is extra.
 Either raises a one-line DataError listing the first few ids and the counts,
-unless ``allow_missing``: then missing maps are skipped and extra ones ignored,
-and both are counted (``n_missing``, ``n_extra``).
+unless ``allow_missing``: then missing maps are skipped; extra maps (no image of the
+split) are always ignored with a warning; both are counted (``n_missing``, ``n_extra``).
 
 Top-1 Loc
 ---------
@@ -101,7 +101,7 @@ def _match(expected: Sequence[Any], available: set[Any], extra: list[str], names
     present = [e for e in expected if e in available]
     missing = [e for e in expected if e not in available]
     missing_names = [n for e, n in zip(expected, names, strict=True) if e not in available]
-    if (missing or extra) and not allow_missing:
+    if missing and not allow_missing:
         parts = []
         if missing:
             parts.append(f"{len(missing)} of {len(expected)} {what} have no map ({format_ids(missing_names)})")
@@ -112,9 +112,12 @@ def _match(expected: Sequence[Any], available: set[Any], extra: list[str], names
     if not present:
         raise DataError(f"no score map in {root} matches any of the {len(expected)} {what} "
                         f"(expected e.g. {scoremap_path(root, names[0]) if names else root})")
-    if missing or extra:
+    if missing:
         log(f"--allow-missing: skipped {len(missing)} of {len(expected)} {what} without a map, "
             f"ignored {len(extra)} extra maps")
+    elif extra:  # maps of images outside the split are not an error: counted, named, ignored
+        log(f"warning: ignored {len(extra)} score maps in {root} that match no image of the split "
+            f"({format_ids(extra)})")
     return _Match(present=present, missing=missing, extra=extra)
 
 
