@@ -313,15 +313,19 @@ class ResultsStore:
         with self._write() as db:
             before = self._get(db, digest)
             if before is None:
-                db.execute("INSERT INTO runs (hash, name, run_dir, config, status, updated_at) "
-                           "VALUES (?, ?, ?, ?, 'complete', ?)",
-                           (digest, record.get("name", ""), run_dir, json.dumps(record.get("config")), now))
+                self._insert_complete(db, digest, record, run_dir, now)
             db.execute("UPDATE runs SET status = 'complete', host = ?, pid = ?, updated_at = ?, error = NULL, "
                        "record = ?, seconds = ?, run_dir = ?, trainings = trainings + ? WHERE hash = ?",
                        (self.owner.host, self.owner.pid, now, json.dumps(record), seconds, run_dir, int(trained),
                         digest))
             late = before is not None and before.status == "claimed" and before.owner != self.owner
             self._event(db, digest, "complete", ("trained" if trained else "reused") + (" (late)" if late else ""), now)
+
+    @staticmethod
+    def _insert_complete(db: sqlite3.Connection, digest: str, record: dict[str, Any], run_dir: str, now: float) -> None:
+        """A complete row for a run the store has no row of yet (its outcome columns set by the caller)."""
+        db.execute("INSERT INTO runs (hash, name, run_dir, config, status, updated_at) VALUES (?, ?, ?, ?, 'complete', ?)",
+                   (digest, record.get("name", ""), run_dir, json.dumps(record.get("config")), now))
 
     def fail(self, digest: str, error: str, *, name: str = "", run_dir: str = "") -> None:
         """The run failed with ``error`` (kept as one line)."""
@@ -350,9 +354,7 @@ class ResultsStore:
             if before is not None and (before.status == "complete" or self.held_by_other(before)):
                 return False
             if before is None:
-                db.execute("INSERT INTO runs (hash, name, run_dir, config, status, updated_at) "
-                           "VALUES (?, ?, ?, ?, 'complete', ?)",
-                           (digest, record.get("name", ""), run_dir, json.dumps(record.get("config")), now))
+                self._insert_complete(db, digest, record, run_dir, now)
             db.execute("UPDATE runs SET status = 'complete', updated_at = ?, error = NULL, record = ?, seconds = ?, "
                        "run_dir = ? WHERE hash = ?",
                        (now, json.dumps(record), (record.get("timings") or {}).get("total"), run_dir, digest))

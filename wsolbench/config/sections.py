@@ -34,6 +34,13 @@ def _finite_nonneg(name: str, value: float) -> None:
            f"{name} must be a finite number >= 0, got {value!r}")
 
 
+def _check_split_sizes(section: str, cfg: Any) -> None:
+    """A built-in dataset's ``n_train``, ``n_val``, ``n_test``: integers >= 1."""
+    for name in ("n_train", "n_val", "n_test"):
+        value = getattr(cfg, name)
+        _check(isinstance(value, int) and value >= 1, f"{section}.{name} must be an integer >= 1, got {value!r}")
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """The built-in "part-on-body" shapes dataset (see ``wsolbench/data/synthetic.py``).
@@ -58,9 +65,7 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         _check(2 <= self.num_classes <= 12, f"synthetic.num_classes must be in [2, 12], got {self.num_classes}")
         _check(32 <= self.image_size <= 512, f"synthetic.image_size must be in [32, 512], got {self.image_size}")
-        for name in ("n_train", "n_val", "n_test"):
-            value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 1, f"synthetic.{name} must be an integer >= 1, got {value!r}")
+        _check_split_sizes("synthetic", self)
         _check(0.0 <= self.rho <= 1.0, f"synthetic.rho must be in [0, 1], got {self.rho}")
         _finite_nonneg("synthetic.body_cue", self.body_cue)
         _check(0.05 <= self.part_frac <= 0.9, f"synthetic.part_frac must be in [0.05, 0.9], got {self.part_frac}")
@@ -93,9 +98,7 @@ class DigitsConfig:
     def __post_init__(self) -> None:
         _check(2 <= self.num_classes <= 10, f"digits.num_classes must be in [2, 10], got {self.num_classes}")
         _check(32 <= self.image_size <= 512, f"digits.image_size must be in [32, 512], got {self.image_size}")
-        for name in ("n_train", "n_val", "n_test"):
-            value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 1, f"digits.{name} must be an integer >= 1, got {value!r}")
+        _check_split_sizes("digits", self)
         _check(self.seed >= 0, f"digits.seed must be >= 0, got {self.seed}")
         _check(len(self.digit_size) == 2 and 0.2 <= self.digit_size[0] <= self.digit_size[1] <= 0.75,
                f"digits.digit_size must satisfy 0.2 <= lo <= hi <= 0.75, got {self.digit_size}")
