@@ -46,8 +46,8 @@ from wsolbench.manifest import Manifest, load_manifest
 from wsolbench.methods import WsolMethod, create_method
 from wsolbench.objectives import build_objective
 from wsolbench.progress import NullProgress, Progress
-from wsolbench.records import (PARTIAL_RECORD_FILE, RECORD_FILE, load_outcomes, load_record, write_gallery,
-                               write_outcomes, write_record)
+from wsolbench.records import (PARTIAL_RECORD_FILE, RECORD_FILE, load_record, write_gallery, write_outcomes,
+                               write_record)
 
 CHECKPOINT_FILE = "checkpoint.pt"  # resumable training state, removed once the run is complete
 MODEL_FILE = "model.pt"  # the whole method state evaluated on test (last or best-on-val)
@@ -234,13 +234,15 @@ def _train(cfg: RunConfig, manifest: Manifest, out: Path, device: torch.device, 
     t_eval = time.perf_counter() - t2
     evals = evaluation_block(val, test, cfg.eval)
     evals["selection"].update(checkpoint=cfg.train.select, best=state.best)
+    outcome_files, arrays = _write_outcomes(out, (val, test), evals, cfg, info)
     record = run_record(cfg, manifest, method, device=device, amp=amp, info=info, status="complete", command=command,
                         history=state.history, **evals,
                         skipped_images=sum(int(h.get("skipped", 0)) for h in state.history),
                         timings={"data": t_data, "train": t_train, "eval": t_eval,
                                  "total": time.perf_counter() - t0},
-                        checkpoint=MODEL_FILE, outcomes=_write_outcomes(out, (val, test), evals, cfg, info),
-                        gallery=_write_gallery(out, method, manifest, cfg, device, amp, evals, info))
+                        checkpoint=MODEL_FILE, outcomes=outcome_files,
+                        gallery=_write_gallery(out, method, manifest, cfg, device, amp, evals, info,
+                                               outcomes=arrays.get("test")))
     record_path = out / RECORD_FILE
     if info.is_main:
         write_record(record_path, record, overwrite=True)
@@ -261,26 +263,28 @@ def _wrap(method: WsolMethod, cfg: RunConfig, device: torch.device, info: ddp.Di
 
 
 def _write_outcomes(out: Path, evaluations: tuple[SplitEvaluation, ...], evals: dict[str, Any],
-                    cfg: RunConfig, info: ddp.DistInfo) -> dict[str, str]:
-    """Per-image outcome files of each split (rank 0 writes them); returns {split: file name}."""
+                    cfg: RunConfig, info: ddp.DistInfo) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Per-image outcome files of each split (rank 0 writes them); returns {split: file name} and, on rank 0,
+    {split: the arrays written}."""
     chosen = evals["selection"].get("threshold")
-    files = {}
+    files, written = {}, {}
     for ev in evaluations:
         name = f"outcomes-{ev.split}.npz"
         if info.is_main:
-            name = write_outcomes(out, ev.split, outcome_arrays(ev, chosen, cfg.eval)).name
+            written[ev.split] = outcome_arrays(ev, chosen, cfg.eval)
+            name = write_outcomes(out, ev.split, written[ev.split]).name
         files[ev.split] = name
-    return files
+    return files, written
 
 
 def _write_gallery(out: Path, method: WsolMethod, manifest: Manifest, cfg: RunConfig, device: torch.device,
-                   amp: AmpPolicy, evals: dict[str, Any], info: ddp.DistInfo) -> str | None:
-    """The test gallery beside the record (rank 0; after the outcomes, whose IoUs pick the best and worst
-    images); returns its file name, or None when the run keeps none."""
+                   amp: AmpPolicy, evals: dict[str, Any], info: ddp.DistInfo,
+                   outcomes: dict[str, Any] | None) -> str | None:
+    """The test gallery beside the record (rank 0; ``outcomes``, the test split's per-image arrays, pick the
+    best and worst images by IoU); returns its file name, or None when the run keeps none."""
     if not info.is_main:
         return None
     chosen = evals["selection"].get("threshold")
-    outcomes = load_outcomes(out, "test")
     arrays = gallery_arrays(method, manifest, cfg, device=device, amp=amp, outcomes=outcomes,
                             threshold=chosen["threshold"] if chosen else None)
     return None if arrays is None else write_gallery(out, arrays).name
