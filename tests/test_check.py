@@ -108,3 +108,32 @@ def test_junit_xml_has_one_case_per_row_and_metric_and_marks_failures(tmp_path):
     assert suite.get("failures") == str(len(failed)) == "4"  # MaxBoxAccV2 worse + 3 missing
     assert sorted(t for _, _, t in failed) == ["missing", "missing", "missing", "regression"]
     assert [n for c, n, t in failed if t == "regression"] == ["MaxBoxAccV2"]
+
+
+def test_a_metric_at_the_val_chosen_threshold_is_tolerated_one_threshold_step():
+    """GT-known Loc of a one-seed row moved by a one-step threshold flip passes; a larger drop still fails;
+    the threshold-free metrics keep their fixed tolerance."""
+    extra = {(1, "GT-known Loc"): 50.78125, (1, "GT-known Loc_step"): 3.125}
+    baseline = _board(extra)
+    flipped = _board({**extra, (1, "GT-known Loc"): 47.65625, (1, "GT-known Loc_step"): 3.90625})
+    by_metric = {v.metric: v for v in compare(baseline, flipped) if v.key[3] == "kl_uniform(lam=0.3)"}
+    assert by_metric["GT-known Loc"].verdict == "pass" and by_metric["GT-known Loc"].tolerance == 3.90625
+    assert by_metric["MaxBoxAccV2"].tolerance == FIXED
+    fallen = _board({**extra, (1, "GT-known Loc"): 46.0, (1, "GT-known Loc_step"): 2.0})
+    verdict = next(v for v in compare(baseline, fallen) if v.metric == "GT-known Loc" and v.key[3] != "ce")
+    assert verdict.verdict == "worse" and verdict.tolerance == 3.125  # the baseline's step, the larger
+
+
+def test_threshold_steps_read_the_test_curve_beside_the_chosen_index():
+    from wsolbench.report.leaderboard import threshold_steps
+
+    curve = [60.0, 55.0, 53.0, 41.0]
+    record = {"selection": {"threshold": {"index": 2}, "conventions": {"loc_contours": "largest", "loc_iou": 50,
+                                                                       "fixed_threshold": None}},
+              "test": {"boxes": {"curves": {"gt_known": {"largest": {"50": curve}, "all": {"50": [0.0] * 4}},
+                                            "top1": {"largest": {"50": [9.0, 9.0, 9.0, 9.5]}}}}}}
+    assert threshold_steps(record) == {"GT-known Loc_step": 12.0, "Top-1 Loc_step": 0.5}
+    record["selection"]["threshold"]["index"] = 0  # an end: only the one neighbour
+    assert threshold_steps(record)["GT-known Loc_step"] == 5.0
+    record["selection"]["conventions"]["fixed_threshold"] = 0.5  # no choice made on val: nothing to tolerate
+    assert threshold_steps(record) == {}

@@ -15,7 +15,10 @@ signs flip.
 Tolerance, in points of the metric, per (row, metric): a ``--tolerance METRIC=X`` given by the user;
 otherwise, when the baseline row has two or more seeds, ``max(FLOOR, 3 * sqrt(2) * std / sqrt(n))``: three
 standard errors of a difference of two means of ``n`` seeds each with the baseline's seed spread ``std``;
-otherwise (one seed) :data:`FIXED` points.
+otherwise (one seed) :data:`FIXED` points. A metric read at the CAM threshold chosen on val (GT-known Loc,
+Top-1 Loc) is tolerated at least the change one threshold step makes on test (its ``<metric>_step`` column,
+the larger of the baseline's and the current run's, mean over seeds): the choice is discrete, and float
+differences between machines move it by a step now and then (:func:`wsolbench.report.leaderboard.threshold_steps`).
 
 A baseline made under another protocol is refused before anything is compared: the columns of
 :data:`PROTOCOL` (manifest hash, CAM thresholds, evaluation resolution, contours, IoU thresholds, CAM
@@ -96,15 +99,16 @@ def _number(value: Any) -> float:
     return out
 
 
-def tolerance_for(row: Mapping[str, Any], metric: str, given: Mapping[str, float]) -> float:
-    """The tolerance rule of the module docstring."""
+def tolerance_for(row: Mapping[str, Any], metric: str, given: Mapping[str, float],
+                  current: Mapping[str, Any] | None = None) -> float:
+    """The tolerance rule of the module docstring (``row`` the baseline's, ``current`` the matched current row)."""
     if metric in given:
         return float(given[metric])
     n = _number(row.get("seeds"))
     std = _number(row.get(f"{metric}_std"))
-    if n >= 2 and math.isfinite(std):
-        return max(FLOOR, 3 * math.sqrt(2) * std / math.sqrt(n))
-    return FIXED
+    rule = max(FLOOR, 3 * math.sqrt(2) * std / math.sqrt(n)) if n >= 2 and math.isfinite(std) else FIXED
+    steps = [_number(side.get(f"{metric}_step")) for side in (row, current or {})]
+    return max([rule, *(s for s in steps if math.isfinite(s))])
 
 
 def check_protocol(baseline: pd.DataFrame, current: pd.DataFrame, source: str = "baseline") -> None:
@@ -146,7 +150,7 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, *, metrics: Sequence[
                 raise ConfigError(f"{source} has no column {missing[0]!r} (--metrics)")
         for metric in names:
             base = _number(b.get(metric))
-            tol = tolerance_for(b, metric, tolerances)
+            tol = tolerance_for(b, metric, tolerances, c)
             now = _number(c.get(metric)) if c is not None else math.nan
             if not math.isfinite(now):
                 verdict = "missing"

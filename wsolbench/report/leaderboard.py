@@ -33,13 +33,16 @@ from wsolbench.report.significance import INTERVAL_METRICS, compare_to_baseline,
 AXES = SETTING
 #: Bare class names and the objective's strength (derived from the labels for records that lack them).
 NAMES = ("method_name", "objective_name", "strength_name", "strength")
+#: Metrics read at the CAM threshold chosen on val, with the test curve they are read from (records' boxes
+#: ``curves``): their ``<metric>_step`` column is the largest change one threshold step either way makes.
+STEP_METRICS = {"GT-known Loc": "gt_known", "Top-1 Loc": "top1"}
 #: Provenance, last in every leaderboard.
 PROVENANCE = ("seed", "seconds", "manifest", "schedule", "protocol", "environment", "config_hash", "code_version",
               "run_dir")
 #: Column order of the per-run frame: name, axes, names, the objective's relation to label smoothing, every
 #: metric of the metric table (fixed-threshold variants after their base), the same on val, provenance.
 COLUMNS = ("name", *AXES, *NAMES, "effective_smoothing", "loss_scale", *(m.key for m in METRICS),
-           *(f"val_{m.key}" for m in METRICS), *PROTOCOL, *PROVENANCE)
+           *(f"val_{m.key}" for m in METRICS), *(f"{m}_step" for m in STEP_METRICS), *PROTOCOL, *PROVENANCE)
 #: Facts of a run's protocol a group title names when they differ between groups.
 PROTOCOL_DETAILS = ("manifest", "images", "schedule", "threshold_step", "resolution", "loc_contours", "cam_stage")
 #: Tie-breakers after the chosen sort metric.
@@ -113,7 +116,33 @@ def record_row(record: dict[str, Any], run_dir: Path | str | None = None) -> dic
     optim = (record.get("config") or {}).get("optim") or {}
     batch = ((record.get("config") or {}).get("data") or {}).get("batch_size")
     row["schedule"] = f"{optim.get('epochs', '?')} epochs, lr {optim.get('lr', '?')}, batch {batch or '?'}"
+    row.update(threshold_steps(record))
     return row
+
+
+def threshold_steps(record: dict[str, Any]) -> dict[str, float]:
+    """``{"GT-known Loc_step": x, ...}``: for each metric read at the val-chosen CAM threshold, the largest
+    change on test when that threshold moves one step down or up (0 at an end of the range). The choice is
+    discrete, so a float difference that moves it one step (another CPU's kernels: seen moving a smoke run's
+    threshold 0.14 -> 0.16, 3.1 points of GT-known Loc, with every threshold-free metric within 0.3) moves the
+    metric by this much; :mod:`wsolbench.report.check` tolerates it. Empty when the record has no curves or
+    threshold index (a fixed threshold, or older records)."""
+    selection = (record.get("selection") or {}).get("threshold") or {}
+    conventions = (record.get("selection") or {}).get("conventions") or {}
+    curves = (((record.get("test") or {}).get("boxes")) or {}).get("curves") or {}
+    index = selection.get("index")
+    if not isinstance(index, int) or conventions.get("fixed_threshold") is not None:
+        return {}
+    contours = conventions.get("loc_contours", "largest")
+    iou = str(conventions.get("loc_iou", 50))
+    out = {}
+    for name, curve_name in STEP_METRICS.items():
+        curve = ((curves.get(curve_name) or {}).get(contours) or {}).get(iou)
+        if not isinstance(curve, list) or not 0 <= index < len(curve):
+            continue
+        neighbours = [curve[i] for i in (index - 1, index + 1) if 0 <= i < len(curve)]
+        out[f"{name}_step"] = max((abs(float(v) - float(curve[index])) for v in neighbours), default=0.0)
+    return out
 
 
 def environment_of(record: dict[str, Any]) -> str:
