@@ -87,3 +87,26 @@ def test_the_reported_strength_is_the_best_val_mean_over_seeds(tmp_path):
     assert f"{sum(test[best]) / 2:.2f}" in chosen  # test reported at that strength, not chosen on test
     for name in ("leaderboard.md", "entropy_vs_accuracy.png", "threshold_sweeps.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_the_entropy_sweep_preset_crosses_both_datasets_with_every_line_and_seed(tmp_path):
+    from wsolbench.bench.sweep import SWEEP_PRESETS
+
+    result = CliRunner().invoke(cli, ["sweep", "--preset", "entropy", "--dry-run", "--output-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    names = [line.split()[-1] for line in result.output.splitlines() if line.startswith("todo")]
+    preset = SWEEP_PRESETS["entropy"]
+    assert len(names) == len(set(names)) == preset.runs() == 2 * (1 + 4 + 4 + 4) * 3
+    for dataset in ("synthetic", "digits"):
+        mine = [n for n in names if n.startswith(f"{dataset}-")]
+        assert len(mine) == 39 and sum("-ce-" in n for n in mine) == 3
+        assert sum("normalize_loss_scale" in n for n in mine) == 12 and sum("label_smoothing" in n for n in mine) == 12
+    # label smoothing at the effective smoothing lam / (1 + lam) of the KL-uniform strengths (0.05 ~ 0.0476)
+    kl, ls = preset.lines[0].values, preset.lines[2].values
+    assert [round(v, 2) for v in ls] == [round(lam / (1 + lam), 2) if lam > 0.1 else 0.05 for lam in kl]
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # a dry run writes nothing
+    refused = CliRunner().invoke(cli, ["sweep", "--preset", "entropy", "--dataset", "digits", "--dry-run"])
+    assert refused.exit_code == 2 and "names its own datasets" in refused.output
+    one_line = CliRunner().invoke(cli, ["sweep", "--preset", "entropy", "--objective", "kl_uniform", "--values",
+                                        "1", "--seeds", "0", "--dry-run", "--output-dir", str(tmp_path)])
+    assert sum(line.startswith("todo") for line in one_line.output.splitlines()) == 2 * 2  # ce + lam 1, per dataset

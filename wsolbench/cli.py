@@ -123,10 +123,10 @@ def _command_line() -> str:
     return ctx.command_path if ctx else "wsolbench"
 
 
-def _run_options(func: Any) -> Any:
+def _run_options(func: Any, *, presets: tuple[str, ...] = (),
+                 preset_help: str = "Starting configuration (default: quick, or the config file's own 'preset:').") -> Any:
     options = [
-        click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
-                     help="Starting configuration (default: quick, or the config file's own 'preset:')."),
+        click.option("--preset", type=click.Choice(sorted(presets or PRESETS)), default=None, help=preset_help),
         click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
                      help="A YAML or JSON config file (sections: data, model, method, objective, optim, eval, train)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -328,14 +328,24 @@ def _execute(configs: Any, output_dir: Path, *, dry_run: bool, progress: bool, r
         sys.exit(1)
 
 
+def _sweep_run_options(func: Any) -> Any:
+    from wsolbench.bench.sweep import SWEEP_PRESETS
+
+    return _run_options(func, presets=(*PRESETS, *SWEEP_PRESETS),
+                        preset_help="A sweep preset (" + ", ".join(SWEEP_PRESETS) + ": its datasets, lines and "
+                                    "seeds; --objective/--values and --seeds replace its own) or a run preset "
+                                    "(the base config; default: quick).")
+
+
 @cli.command()
-@_run_options
+@_sweep_run_options
 @click.option("--objective", "objectives", multiple=True, metavar="NAME[(KEY=V,...)]",
               help="A regularizer to sweep, e.g. kl_uniform or kl_uniform(normalize_loss_scale=true); repeat it, "
                    "each with its own --values.")
 @click.option("--values", "values", multiple=True, metavar="V1,V2,...",
               help="The strengths of the --objective in the same position (its declared strength: lam, eps, beta).")
-@click.option("--seeds", default="0,1,2", show_default=True, help="Seeds of every strength and of the baseline.")
+@click.option("--seeds", default=None, help="Seeds of every strength and of the baseline (default: 0,1,2, or the "
+                                            "sweep preset's).")
 @click.option("--method", "methods", multiple=True, type=RegistryName("method", many=True),
               help="WSOL methods (comma-separated or repeated; default: the config's, cam).")
 @click.option("--baseline", default="ce", show_default=True, help="The objective every strength is compared with.")
@@ -347,27 +357,41 @@ def _execute(configs: Any, output_dir: Path, *, dry_run: bool, progress: bool, r
 def sweep(preset: str | None, config_path: Path | None, sets: tuple[str, ...], output_dir: Path,
           dataset: str | None, data_root: Path | None, device: str | None, seed: int | None,
           threads: int | None, rerun: bool, resume: bool, progress: bool, objectives: tuple[str, ...],
-          values: tuple[str, ...], seeds: str, methods: tuple[tuple[str, ...], ...], baseline: str, metric: str,
+          values: tuple[str, ...], seeds: str | None, methods: tuple[tuple[str, ...], ...], baseline: str, metric: str,
           executor: str, ray_address: str | None, dry_run: bool) -> None:
     """Sweep regularizer strengths with seeds, choose each strength on val, report test there beside the baseline.
 
     Writes the bench's outputs (leaderboard with paired intervals, entropy-vs-accuracy plot with one line per
     regularizer and the val-chosen strength ringed, threshold sweeps) and sweep.md: per regularizer, the
     strength chosen by the val mean of --metric and its test numbers next to the baseline, with the paired
-    bootstrap interval. '--set objective.KEY=V' goes to every swept objective that has KEY.
+    bootstrap interval. '--set objective.KEY=V' goes to every swept objective that has KEY. '--preset entropy'
+    is the built-in sweep: both built-in datasets, KL-uniform (plain and with normalize_loss_scale) and label
+    smoothing through their strengths, seeds 0, 1, 2 (wsolbench sweep --preset entropy --dry-run lists the runs).
     """
-    from wsolbench.bench.sweep import lines_from_flags, sweep_configs, with_fixed
+    from wsolbench.bench.sweep import SWEEP_PRESETS, lines_from_flags, sweep_configs, with_fixed
     from wsolbench.metrics.table import metric as metric_entry
 
     metric_entry(metric)  # ConfigError on an unknown metric
+    named = SWEEP_PRESETS.get(preset or "")
+    if named is not None and (config_path is not None or dataset is not None):
+        raise ConfigError(f"--preset {preset} names its own datasets ({', '.join(named.presets)}); leave out "
+                          "--config and --dataset, or sweep one run preset with --objective/--values")
     rest = tuple(item for item in sets if not item.strip().startswith("objective."))
     fixed = parse_overrides([item for item in sets if item.strip().startswith("objective.")]).get("objective", {})
-    lines = with_fixed(lines_from_flags(objectives, values), fixed)
-    base = _resolve(preset, config_path, rest, dataset=dataset, data_root=data_root, device=device, seed=seed,
-                    threads=threads)
+    lines = named.lines if named is not None and not objectives and not values else lines_from_flags(objectives,
+                                                                                                    values)
+    lines = with_fixed(lines, fixed)
+    seed_list = _int_list(seeds) if seeds is not None else list(named.seeds if named is not None else (0, 1, 2))
     method_names = list(_flatten(methods))
-    configs = sweep_configs(base, lines, seeds=_int_list(seeds), baseline=baseline,
-                            axes={"method.name": method_names} if method_names else None)
+    configs = []
+    for name in named.presets if named is not None else (preset,):
+        base = _resolve(name, config_path, rest, dataset=dataset, data_root=data_root, device=device, seed=seed,
+                        threads=threads)
+        expanded = sweep_configs(base, lines, seeds=seed_list, baseline=baseline,
+                                 axes={"method.name": method_names} if method_names else None)
+        if named is not None and len(named.presets) > 1:  # several datasets under one name scheme: say which
+            expanded = [dataclasses.replace(c, name=f"{c.data.dataset}-{c.name}") for c in expanded]
+        configs += expanded
 
     def after(frame: Any) -> None:
         text = _write_sweep(frame, bench_dir(configs, output_dir), baseline=baseline, metric=metric)

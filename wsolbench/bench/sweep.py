@@ -128,3 +128,37 @@ def with_fixed(lines: Sequence[SweepLine], params: Mapping[str, Any]) -> tuple[S
                 raise ConfigError(f"objective.{key} is what the sweep varies for {line.objective}: use --values")
             out[i] = SweepLine(line.objective, line.values, {key: value, **line.fixed}, line.param)
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class SweepPreset:
+    """A named sweep (``wsolbench sweep --preset NAME``): run presets (one base config each, e.g. one per
+    built-in dataset), the lines and the seeds."""
+
+    name: str
+    summary: str
+    presets: tuple[str, ...]
+    lines: tuple[SweepLine, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+    def runs(self) -> int:
+        per_base = 1 + len({(line.objective, tuple(sorted(line.fixed.items())), v)
+                            for line in self.lines for v in line.values})
+        return len(self.presets) * per_base * len(self.seeds)
+
+
+#: The strengths: KL-uniform's lam and, beside it, label smoothing's eps at the effective smoothing
+#: lam / (1 + lam) of those lams (CE + lam KL(u || p) is (1 + lam) x label smoothing at that eps, up to a
+#: constant; 0.05 stands for 0.0476), and KL-uniform again with its loss divided by (1 + lam): that line and
+#: label smoothing are then the same objective, so where plain KL-uniform parts from them the difference is the
+#: loss scale (the step size), not the entropy.
+_LAMS = (0.05, 0.25, 1.0, 3.0)
+_EPS = (0.05, 0.2, 0.5, 0.75)
+
+SWEEP_PRESETS: dict[str, SweepPreset] = {p.name: p for p in (
+    SweepPreset("entropy", "both built-in datasets (quick, quick-digits): KL-uniform lam 0.05-3, the same with "
+                "normalize_loss_scale, label smoothing at the matching eps 0.05-0.75; seeds 0, 1, 2",
+                ("quick", "quick-digits"),
+                (SweepLine("kl_uniform", _LAMS), SweepLine("kl_uniform", _LAMS, {"normalize_loss_scale": True}),
+                 SweepLine("label_smoothing", _EPS))),
+)}
