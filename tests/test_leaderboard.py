@@ -55,7 +55,8 @@ def test_markdown_is_compact_and_says_what_the_numbers_are(two_settings, tmp_pat
     assert len(runs) == 6 and set(runs["seed"]) == {0, 1, 2}
     table = [line for line in md.splitlines() if line.startswith("|")]
     header = [c.strip() for c in table[0].strip("|").split("|")]
-    assert header == ["setting", "MaxBoxAccV2", "GT-known Loc", "Top-1 Loc", "PxAP", "Δ MaxBoxAccV2 vs ce", "seeds"]
+    assert header == ["setting", "MaxBoxAccV2 %", "GT-known Loc %", "Top-1 Loc %", "PxAP %",
+                      "Δ MaxBoxAccV2 vs ce (points)", "seeds"]  # units in the headers
     kl, ce = ([c.strip() for c in line.strip("|").split("|")] for line in table[2:4])  # best first
     assert kl[0] == "cam + kl_uniform(lam=0.3)" and ce[0] == "cam + ce" and ce[5] == "baseline"
     values = runs[runs["objective"] == "kl_uniform(lam=0.3)"]["MaxBoxAccV2"]

@@ -169,13 +169,13 @@ def _print_leaderboard(frame: Any, *, sort_by: str = "MaxBoxAccV2", baseline: st
     from rich.console import Console
     from rich.table import Table
 
-    from wsolbench.report.leaderboard import compact_table, groups_of
+    from wsolbench.report.leaderboard import compact_table, groups_of, with_units
 
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)
     for title, rows in groups_of(frame):
-        shown = compact_table(rows, sort_by=sort_by, baseline=baseline)
+        shown = with_units(compact_table(rows, sort_by=sort_by, baseline=baseline))
         table = Table(title=f"wsolbench leaderboard {title} (test split, %, mean ± std over seeds)".replace("  ", " "))
         for col in shown.columns:
             table.add_column(col, justify="left" if col == "setting" else "right")

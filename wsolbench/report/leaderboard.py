@@ -336,6 +336,23 @@ def compact_table(group: pd.DataFrame, *, sort_by: str = "MaxBoxAccV2", baseline
     return pd.DataFrame(rows)
 
 
+def with_units(table: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`compact_table` with its units in the headers, for the Markdown and terminal views:
+    ``MaxBoxAccV2 %``, ``Δ MaxBoxAccV2 vs ce (points)``, ``H/log K`` (entropy_norm); the HTML report and the
+    CSV keep the bare keys."""
+    units = {m.key: m.unit for m in METRICS}
+    names = {}
+    for column in table.columns:
+        key = "top1" if column == "top-1" else column
+        if column.startswith("Δ "):
+            names[column] = f"{column} (points)"
+        elif column == "entropy_norm":
+            names[column] = "H/log K"
+        elif units.get(key) == "%":
+            names[column] = f"{column} %"
+    return table.rename(columns=names)
+
+
 def groups_of(agg: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """``(title, rows)`` per (dataset, backbone, protocol, environment), in the frame's order. The title is
     ``dataset / backbone``, plus, when several groups share a dataset and backbone, what tells them apart:
@@ -430,7 +447,7 @@ def write_leaderboard(agg: pd.DataFrame, output_dir: Path, *, command: str | Non
     for title, rows in groups:
         if len(groups) > 1 or published is not None:
             lines += [f"## {title}", ""]
-        lines += [compact_table(rows, sort_by=sort_by, baseline=baseline).to_markdown(index=False), ""]
+        lines += [with_units(compact_table(rows, sort_by=sort_by, baseline=baseline)).to_markdown(index=False), ""]
         if published is not None:
             first = rows.iloc[0]
             lines += published_section(title, published_for(published, first.get("dataset"), first.get("backbone")))
