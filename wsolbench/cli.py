@@ -231,14 +231,17 @@ def _int_list(text: str | None) -> list[int]:
         raise ConfigError(f"--seeds expects comma-separated integers, got {text!r}") from None
 
 
-def _report_bench(outcome: Any, total: int) -> None:
-    """Who did what: the runs this process trained, those done earlier or by others, those others still hold."""
+def _report_bench(outcome: Any, total: int, *, workers: int = 1) -> None:
+    """Who did what: the runs this process trained, those done earlier or by others, those others still hold
+    (with ``workers`` > 1: those this bench's workers were training when this process ran out of runs)."""
     parts = [f"{len(outcome.trained)} trained here", f"{len(outcome.reused)} done earlier or by other processes"]
     if outcome.failures:
         parts.append(f"{len(outcome.failures)} failed here")
     if outcome.failed_elsewhere:
         parts.append(f"{len(outcome.failed_elsewhere)} failed in other processes")
-    if outcome.held:
+    if outcome.held and workers > 1:
+        parts.append(f"{len(outcome.held)} finished by its {workers - 1} worker process(es) after this one's")
+    elif outcome.held:
         parts.append(f"{len(outcome.held)} still held by other processes ({', '.join(outcome.held)})")
     click.echo(f"bench: {total} runs: " + ", ".join(parts), err=True)
     for name, message in outcome.failed_elsewhere:
@@ -263,13 +266,16 @@ def _report_bench(outcome: Any, total: int) -> None:
               help="local: one run after the other in this process; ray: one Ray task per run.")
 @click.option("--ray-address", default=None,
               help="Ray cluster to join (auto: the one 'ray start' made on this machine); default: a local Ray.")
+@click.option("--workers", type=int, default=None,
+              help="Local processes training runs side by side (default: 1; the default bench: 2 on a machine with "
+                   "2 or more cores, each with one torch thread).")
 @click.option("--dry-run", is_flag=True, help="Print the runs, how many are done and the time left; train nothing.")
 def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], output_dir: Path,
           dataset: str | None, data_root: Path | None, device: str | None, seed: int | None,
           threads: int | None, rerun: bool, resume: bool, progress: bool, grid_path: Path | None,
           methods: tuple[tuple[str, ...], ...], objectives: tuple[tuple[str, ...], ...],
           cams: tuple[tuple[str, ...], ...], backbones: tuple[str, ...], seeds: str | None, executor: str,
-          ray_address: str | None, dry_run: bool) -> None:
+          ray_address: str | None, workers: int | None, dry_run: bool) -> None:
     """Train and evaluate a grid of runs under one identical protocol; write a leaderboard and a plot.
 
     Axes: methods x objectives (x strengths, seeds, CAM extractors, backbones, any config key), from a
@@ -278,7 +284,8 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
     reused, interrupted ones resumed, failed ones retried; several bench processes may share one
     --output-dir (results.sqlite claims each run for one of them). Without --preset, --config, --grid or
     --dataset it is the default bench: both built-in datasets (presets quick and quick-digits) x the four
-    objectives x seeds 0,1,2.
+    objectives x seeds 0,1,2, one torch thread per run (deterministic: it reproduces
+    leaderboards/default-bench) and two worker processes where there are two cores.
     """
     from wsolbench.bench import axes_from_sets, grid_configs, read_grid_file
 
@@ -292,6 +299,11 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
     default_bench = preset is None and config_path is None and grid is None and dataset is None
     if default_bench and "seed" not in flag_axes and seed is None:
         flag_axes["seed"] = list(DEFAULT_SEEDS)
+    if default_bench:
+        import os
+
+        threads = 1 if threads is None else threads
+        workers = min(2, os.cpu_count() or 1) if workers is None else workers
     configs = []
     for name in DEFAULT_BENCH if default_bench else (preset or (grid.preset if grid else None),):
         base = _resolve(name, config_path, (), dataset=dataset, data_root=data_root, device=device, seed=seed,
@@ -301,28 +313,35 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
             expanded = [dataclasses.replace(c, name=f"{c.data.dataset}-{c.name}") for c in expanded]
         configs += expanded
     _execute(configs, output_dir, dry_run=dry_run, progress=progress, rerun=rerun, resume=resume,
-             executor=executor, ray_address=ray_address, after=lambda frame: _print_leaderboard(frame))
+             executor=executor, ray_address=ray_address, workers=1 if workers is None else workers,
+             after=lambda frame: _print_leaderboard(frame))
 
 
 def _execute(configs: Any, output_dir: Path, *, dry_run: bool, progress: bool, rerun: bool, resume: bool,
-             executor: str, ray_address: str | None, after: Any, **report_options: Any) -> None:
-    """Run a bench's configs (or print the plan with ``dry_run``), write its own and the folder-wide reports
-    under the store's lock, call ``after(frame)`` with the bench's aggregated leaderboard, report who did what,
-    and exit 1 when a run of this process failed."""
+             executor: str, ray_address: str | None, after: Any, workers: int = 1, **report_options: Any) -> None:
+    """Run a bench's configs (or print the plan with ``dry_run``) in this process and ``workers - 1`` more,
+    write its own and the folder-wide reports under the store's lock, call ``after(frame)`` with the bench's
+    aggregated leaderboard, report who did what, and exit 1 when a run of this process or a worker failed."""
     from wsolbench.bench import grid_records, plan_bench, plan_lines, report_lock, run_bench
+    from wsolbench.bench.workers import check_workers, is_worker, start_workers, wait_workers
 
+    check_workers(workers, executor)
     if dry_run:
         for line in plan_lines(plan_bench(configs, output_dir=output_dir)):
             click.echo(line)
         return
+    started = start_workers(workers - 1, _INVOKED_ARGS, output_dir) if workers > 1 and not is_worker() else []
     outcome = run_bench(configs, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun,
                         resume=resume, executor=executor, ray_address=ray_address, command=_command_line())
+    worker_failures = wait_workers(started)
     with report_lock(output_dir):  # read and write under the lock: the last writer has every finished run
         records = grid_records(configs, output_dir)
         if records:
             after(_write_bench_reports(records, configs, output_dir, **report_options))
-    _report_bench(outcome, len(configs))
-    if outcome.failures:
+    _report_bench(outcome, len(configs), workers=len(started) + 1)
+    for message in worker_failures:
+        click.echo(f"error: {message}", err=True)
+    if outcome.failures or worker_failures:
         for name, message in outcome.failures:
             click.echo(f"error: run {name} failed: {message}", err=True)
         sys.exit(1)
@@ -353,12 +372,14 @@ def _sweep_run_options(func: Any) -> Any:
               help="The strength is chosen by this metric's mean over seeds on val (never on test).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--ray-address", default=None, help="Ray cluster to join (default: a local Ray).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local processes training runs side by side (use --threads 1 with more than one on CPU).")
 @click.option("--dry-run", is_flag=True, help="Print the runs, how many are done and the time left; train nothing.")
 def sweep(preset: str | None, config_path: Path | None, sets: tuple[str, ...], output_dir: Path,
           dataset: str | None, data_root: Path | None, device: str | None, seed: int | None,
           threads: int | None, rerun: bool, resume: bool, progress: bool, objectives: tuple[str, ...],
           values: tuple[str, ...], seeds: str | None, methods: tuple[tuple[str, ...], ...], baseline: str, metric: str,
-          executor: str, ray_address: str | None, dry_run: bool) -> None:
+          executor: str, ray_address: str | None, workers: int, dry_run: bool) -> None:
     """Sweep regularizer strengths with seeds, choose each strength on val, report test there beside the baseline.
 
     Writes the bench's outputs (leaderboard with paired intervals, entropy-vs-accuracy plot with one line per
@@ -366,7 +387,7 @@ def sweep(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
     strength chosen by the val mean of --metric and its test numbers next to the baseline, with the paired
     bootstrap interval. '--set objective.KEY=V' goes to every swept objective that has KEY. '--preset entropy'
     is the built-in sweep: both built-in datasets, KL-uniform (plain and with normalize_loss_scale) and label
-    smoothing through their strengths, seeds 0, 1, 2 (wsolbench sweep --preset entropy --dry-run lists the runs).
+    smoothing through their strengths, seeds 0, 1 (wsolbench sweep --preset entropy --dry-run lists the runs).
     """
     from wsolbench.bench.sweep import SWEEP_PRESETS, lines_from_flags, sweep_configs, with_fixed
     from wsolbench.metrics.table import metric as metric_entry
@@ -399,7 +420,8 @@ def sweep(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
         click.echo(text)
 
     _execute(configs, output_dir, dry_run=dry_run, progress=progress, rerun=rerun, resume=resume,
-             executor=executor, ray_address=ray_address, after=after, baseline=baseline, sort_by=metric)
+             executor=executor, ray_address=ray_address, workers=workers, after=after, baseline=baseline,
+             sort_by=metric)
 
 
 def bench_dir(configs: Any, output_dir: Path) -> Path:
