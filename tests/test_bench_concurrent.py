@@ -114,7 +114,8 @@ def test_a_rerun_retries_only_failed_runs_and_a_lost_store_is_rebuilt(tmp_path):
 
 def test_a_usage_error_stops_the_bench(tmp_path):
     out = tmp_path / "runs"
-    missing = expand_grid(_tiny(**{"data": {"dataset": "manifest", "manifest": str(tmp_path / "nope")}}),
+    (tmp_path / "empty").mkdir()  # a folder without a manifest: found when the run starts (a missing one, before)
+    missing = expand_grid(_tiny(**{"data": {"dataset": "manifest", "manifest": str(tmp_path / "empty")}}),
                           {"objective.name": ["ce"]})[0]
     after = expand_grid(_tiny(), {"objective.name": ["ce"]})[0]
     with pytest.raises(WsolbenchError) as info:

@@ -2,7 +2,8 @@
 
 Results go to stdout, progress and messages to stderr. A user error prints one
 line ``error: ...`` and exits with 2 (usage) or 1 (a check or run failed); a
-traceback only with ``--debug``.
+traceback only with ``--debug`` (before that line; the exit code stays). Ctrl-C
+prints one line saying what was kept and how to continue, and exits with 130.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import json
 import shlex
 import sys
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import click
 
 from wsolbench import __version__
+from wsolbench.cli_support import INTERRUPTED_EXIT_CODE, INVOKED_KEY, interrupted_message, lift_debug
 from wsolbench.config import (BENCH_OBJECTIVES, DEFAULT_BENCH, DEFAULT_SEEDS, PRESETS, RunConfig, load_config,
                               merge_dicts, parse_overrides)
 from wsolbench.errors import ConfigError, WsolbenchError
@@ -63,8 +66,23 @@ class RegistryName(click.ParamType):
         return tuple(names) if self.many else names[0]
 
 
+class _Command(click.Command):
+    """A subcommand that leaves its name and parsed parameters to the group (``ctx.meta`` is shared), which
+    names its output folder when it is interrupted."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        ctx.meta[INVOKED_KEY] = (ctx.info_name, dict(ctx.params))
+        return super().invoke(ctx)
+
+
 class _Group(click.Group):
-    """Turns wsolbench's user-facing errors into one line and an exit code."""
+    """Turns wsolbench's user-facing errors and a Ctrl-C into one line and an exit code (after the traceback
+    with ``--debug``, which is accepted anywhere before a bare ``--``)."""
+
+    command_class = _Command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, lift_debug(args))
 
     def invoke(self, ctx: click.Context) -> Any:
         global _INVOKED_ARGS
@@ -73,10 +91,18 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except WsolbenchError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            _fail(ctx, f"error: {exc}", exc.exit_code)
+        except (KeyboardInterrupt, click.Abort):
+            command, params = ctx.meta.get(INVOKED_KEY, (None, {}))
+            _fail(ctx, interrupted_message(command, params), INTERRUPTED_EXIT_CODE)
+
+
+def _fail(ctx: click.Context, line: str, exit_code: int) -> None:
+    """The traceback of the exception being handled (with ``--debug``), then ``line``; exit with ``exit_code``."""
+    if ctx.obj and ctx.obj.get("debug"):
+        traceback.print_exc(file=sys.stderr)
+    click.echo(line, err=True)
+    ctx.exit(exit_code)
 
 
 class RichProgress:
@@ -105,7 +131,7 @@ class RichProgress:
             yield lambda n: bar.advance(task, n)
 
     def log(self, message: str) -> None:
-        self.console.print(message, highlight=False)
+        self.console.print(message, highlight=False, markup=False, soft_wrap=True)  # one line, as given
 
 
 #: The subcommand and its arguments as given (set when the group dispatches; also under click's test runner).
@@ -210,7 +236,9 @@ def _write_reports(records: list[Any], output_dir: Path, command: str, *, baseli
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="wsolbench")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--debug", is_flag=True,
+              help="Show the traceback of an error (then its one line and exit code). Accepted anywhere before a "
+                   "bare '--': wsolbench bench --debug ... works too.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """wsolbench: benchmark weakly supervised object localization (WSOL) objectives and methods."""
@@ -477,12 +505,16 @@ def _write_sweep(frame: Any, output_dir: Path, *, baseline: str, metric: str) ->
 @click.option("--objective", default=None, type=RegistryName("objective"),
               help="Objective (default: the config's, ce).")
 @click.option("--cam", default=None, type=RegistryName("cam"), help="CAM extractor for evaluation (default: cam).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary (its record's 'summary') as JSON.")
 def train(preset: str | None, config_path: Path | None, sets: tuple[str, ...], output_dir: Path,
           dataset: str | None, data_root: Path | None, device: str | None, seed: int | None,
           threads: int | None, rerun: bool, resume: bool, progress: bool, method: str | None,
-          objective: str | None, cam: str | None) -> None:
-    """Train and evaluate one run; writes its record.json, model.pt and per-image outcomes under --output-dir."""
-    from wsolbench._io import ensure_writable_dir
+          objective: str | None, cam: str | None, as_json: bool) -> None:
+    """Train and evaluate one run; writes its record.json, model.pt and per-image outcomes under --output-dir.
+
+    Prints the test split's headline numbers (--json: the run's whole summary), and one line per epoch on stderr
+    (with or without progress bars): loss, training top-1, learning rate, the val score when selecting on val.
+    """
     from wsolbench.runner import train_and_evaluate
 
     named = [f"method.name={method}"] if method else []
@@ -490,11 +522,20 @@ def train(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
     named += [f"eval.cam={cam}"] if cam else []
     cfg = _resolve(preset, config_path, (*named, *sets), dataset=dataset, data_root=data_root, device=device,
                    seed=seed, threads=threads)
-    ensure_writable_dir(output_dir)
     result = train_and_evaluate(cfg, output_dir=output_dir, progress=RichProgress(progress), rerun=rerun,
                                 resume=resume, command=_command_line())
-    click.echo(json.dumps(result.record["summary"], indent=1))
-    click.echo(f"wrote {result.path}", err=True)
+    summary = result.record["summary"]
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+    else:
+        from wsolbench.report.run_summary import summary_lines
+
+        title = f"{summary['name']} (config {summary['config_hash']}): test, CAM threshold chosen on val"
+        click.echo("\n".join(summary_lines(title, {"test": summary})))
+    if result.reused:
+        click.echo(f"reused {result.path} (a finished run of the same config; --rerun trains again)", err=True)
+    else:
+        click.echo(f"wrote {result.path}", err=True)
 
 
 @cli.command()
@@ -504,7 +545,8 @@ def train(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
 @click.option("--cam", default=None, type=RegistryName("cam"),
               help="Evaluate with another CAM extractor (e.g. gradcampp); the run's own by default.")
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N.")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole result, curves included, as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the whole result, curves included, as JSON (default: the val and test headline numbers).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def evaluate(run: Path, sets: tuple[str, ...], cam: str | None, device: str | None, as_json: bool,
              progress: bool) -> None:
@@ -520,11 +562,14 @@ def evaluate(run: Path, sets: tuple[str, ...], cam: str | None, device: str | No
                           progress=RichProgress(progress))
     if as_json:
         click.echo(json.dumps(result, indent=1))
-    else:
-        conventions = result["selection"]["conventions"]
-        click.echo(json.dumps({"cam": conventions["cam"], "cam_stage": conventions["cam_stage"],
-                               **{split: result[split]["summary"] for split in ("val", "test") if split in result}},
-                              indent=1))
+        return
+    from wsolbench.report.run_summary import summary_lines
+
+    conventions = result["selection"]["conventions"]
+    stage = f", stage {conventions['cam_stage']}" if conventions.get("cam_stage") else ""
+    title = f"{result['name']} (config {result['config_hash']}): CAM {conventions['cam']}{stage}"
+    click.echo("\n".join(summary_lines(title, {split: result[split]["summary"] for split in ("val", "test")
+                                               if split in result})))
 
 
 @cli.command()
@@ -702,7 +747,7 @@ def summary_footer(report: dict[str, Any]) -> str:
 @click.option("--predictions", type=click.Path(path_type=Path), default=None,
               help="'id,predicted_class' lines: adds Top-1 Loc.")
 @click.option("--threshold-step", type=float, default=0.01, show_default=True,
-              help="CAM thresholds are 0, step, 2*step, ... < 1.")
+              help="CAM thresholds are 0, step, 2*step, ... < 1; step in (0, 0.5] (as eval.threshold_step).")
 @click.option("--resolution", type=int, default=None, help="Score map side in pixels [default: 224].")
 @click.option("--loc-threshold", type=float, default=None,
               help="CAM threshold for Top-1 / GT-known Loc (e.g. 0.15, or one chosen on val); "

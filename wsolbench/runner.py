@@ -37,9 +37,9 @@ from wsolbench.engine import AmpPolicy, SplitEvaluation, TrainingDiverged, build
 from wsolbench.engine import distributed as ddp
 from wsolbench.engine.evaluate import is_multi_label
 from wsolbench.engine.gallery import gallery_arrays
-from wsolbench.engine.loop import BestOnVal, Checkpointer, TensorBoard, fit
+from wsolbench.engine.loop import BestOnVal, Callback, Checkpointer, EpochLog, TensorBoard, fit
 from wsolbench.engine.record import run_record
-from wsolbench.engine.selection import evaluation_block, outcome_arrays, val_score
+from wsolbench.engine.selection import evaluation_block, outcome_arrays, val_score, val_score_name
 from wsolbench.engine.state import TrainingState, load_weights, restore_training, save_weights
 from wsolbench.errors import ConfigError
 from wsolbench.manifest import Manifest, load_manifest
@@ -71,10 +71,31 @@ def check_config(cfg: RunConfig) -> None:
     if cfg.data.dataset not in (*BUILTIN_DATASETS, "manifest"):
         from wsolbench.data.sources import SOURCES
 
-        SOURCES.get(cfg.data.dataset)
+        if cfg.data.dataset not in SOURCES:
+            known = ", ".join((*BUILTIN_DATASETS, "manifest", *SOURCES.names()))
+            raise ConfigError(f"unknown dataset {cfg.data.dataset!r} (known: {known})")
         if not cfg.data.root:
             raise ConfigError(f"data.root (the raw {cfg.data.dataset} folder, --data-root) is required "
                               f"for dataset {cfg.data.dataset!r}")
+
+
+def check_data(cfg: RunConfig, output_dir: Path) -> None:
+    """Check that the data folders of a run about to train exist, before anything is written for it
+    (ConfigError): a prepared manifest's folder, a real dataset's raw folder (``data.root``) unless its
+    conversion under the data folder can be reused."""
+    if cfg.data.dataset == "manifest" and not Path(str(cfg.data.manifest)).expanduser().is_dir():
+        raise ConfigError(f"data.manifest {cfg.data.manifest} is not a folder (a manifest written by wsolbench data "
+                          "prepare)")
+    if cfg.data.dataset not in (*BUILTIN_DATASETS, "manifest"):
+        from wsolbench.data.sources import check_source_root
+
+        check_source_root(cfg.data.dataset, root=str(cfg.data.root), data_dir=data_dir(cfg, output_dir),
+                          options=cfg.data.source_options)
+
+
+def data_dir(cfg: RunConfig, output_dir: Path) -> Path:
+    """Where generated data and converted manifests go: ``data.data_dir``, else ``<output_dir>/data``."""
+    return Path(cfg.data.data_dir) if cfg.data.data_dir else Path(output_dir) / "data"
 
 
 def run_dir(cfg: RunConfig, output_dir: Path) -> Path:
@@ -85,14 +106,14 @@ def run_dir(cfg: RunConfig, output_dir: Path) -> Path:
 def prepare_manifest(cfg: RunConfig, output_dir: Path, progress: Progress | None = None) -> Manifest:
     """The manifest of ``cfg``: a prepared one, a converted real dataset, or built-in data (shapes or digits)."""
     progress = progress or NullProgress()
-    data_dir = Path(cfg.data.data_dir) if cfg.data.data_dir else Path(output_dir) / "data"
+    folder = data_dir(cfg, output_dir)
     if cfg.data.dataset == "manifest":
         assert cfg.data.manifest is not None
         return load_manifest(Path(cfg.data.manifest))
     if cfg.data.dataset not in BUILTIN_DATASETS:
         from wsolbench.data.sources import prepare_source
 
-        return load_manifest(prepare_source(cfg.data.dataset, root=Path(str(cfg.data.root)), data_dir=data_dir,
+        return load_manifest(prepare_source(cfg.data.dataset, root=Path(str(cfg.data.root)), data_dir=folder,
                                             options=cfg.data.source_options, progress=progress))
     with contextlib.ExitStack() as stack:
         advance: list[Any] = []  # the progress bar opens with the first generated image: none on a reuse
@@ -103,9 +124,9 @@ def prepare_manifest(cfg: RunConfig, output_dir: Path, progress: Progress | None
             advance[0](1)
 
         if cfg.data.dataset == "digits":
-            directory = build_digits(cfg.data.digits, data_dir, progress=report)
+            directory = build_digits(cfg.data.digits, folder, progress=report)
         else:
-            directory = build_synthetic(cfg.data.synthetic, data_dir, progress=report)
+            directory = build_synthetic(cfg.data.synthetic, folder, progress=report)
     return load_manifest(directory)
 
 
@@ -149,20 +170,22 @@ def train_and_evaluate(cfg: RunConfig, *, output_dir: Path, progress: Progress |
     cfg = cfg.with_name()
     check_config(cfg)
     info = ddp.from_environment()
-    out = ensure_writable_dir(run_dir(cfg, output_dir))
+    out = run_dir(cfg, output_dir)
     record_path = out / RECORD_FILE
     if record_path.exists() and not rerun:
         progress.log(f"{cfg.name}: reusing {record_path}")
         return RunResult(load_record(record_path), record_path, reused=True)
+    check_data(cfg, output_dir)
+    t0 = time.perf_counter()
+    device = resolve_device(f"cuda:{info.local_rank}" if info.enabled and cfg.device != "cpu"
+                            and torch.cuda.is_available() else cfg.device)  # checked before any folder is made
+    out = ensure_writable_dir(out)
     state_path = out / CHECKPOINT_FILE
     if state_path.exists() and not (resume or rerun):
         raise ConfigError(f"{out} holds an unfinished run: pass --resume to continue it or --rerun to start over")
     if rerun and not resume:
         state_path.unlink(missing_ok=True)
 
-    t0 = time.perf_counter()
-    device = resolve_device(f"cuda:{info.local_rank}" if info.enabled and cfg.device != "cpu"
-                            and torch.cuda.is_available() else cfg.device)
     ddp.init(info, device)
     try:
         if info.is_main:
@@ -196,11 +219,14 @@ def _train(cfg: RunConfig, manifest: Manifest, out: Path, device: torch.device, 
                                  config_hash=cfg.config_hash())
         progress.log(f"{cfg.name}: resuming at epoch {state.epoch}, step {state.step}")
 
-    def score_val() -> float:
-        return val_score(evaluate_split(method, manifest, "val", cfg, device=device, amp=amp, progress=progress,
-                                        info=info), cfg.eval)
+    scored: list[str] = []  # what the val score is (named once val was evaluated)
 
-    callbacks = []
+    def score_val() -> float:
+        ev = evaluate_split(method, manifest, "val", cfg, device=device, amp=amp, progress=progress, info=info)
+        scored[:] = [val_score_name(ev, cfg.eval)]
+        return val_score(ev, cfg.eval)
+
+    callbacks: list[Callback] = []
     if cfg.train.select == "best" or cfg.train.tensorboard:  # every rank evaluates (the merge is collective)
         callbacks.append(BestOnVal(score_val, method=method, path=out / BEST_FILE,
                                    keep_best=cfg.train.select == "best", write=info.is_main))
@@ -208,6 +234,8 @@ def _train(cfg: RunConfig, manifest: Manifest, out: Path, device: torch.device, 
         callbacks.append(TensorBoard(out / "tensorboard"))
     callbacks.append(Checkpointer(state_path, method=method, phases=phases, scaler=scaler,
                                   config_hash=cfg.config_hash(), enabled=info.is_main))
+    callbacks.append(EpochLog(progress.log, name=cfg.name, epochs=cfg.optim.epochs,
+                              val_name=lambda: scored[0] if scored else "score", enabled=info.is_main))
     t1 = time.perf_counter()
     try:
         fit(model, loader, sampler, state=state, phases=phases, scaler=scaler, epochs=cfg.optim.epochs,

@@ -31,7 +31,7 @@ from wsolbench.config import RunConfig
 from wsolbench.errors import ConfigError, WsolbenchError
 from wsolbench.progress import NullProgress, Progress
 from wsolbench.records import RECORD_FILE, load_record
-from wsolbench.runner import CHECKPOINT_FILE, RunResult, check_config, run_dir, train_and_evaluate
+from wsolbench.runner import CHECKPOINT_FILE, RunResult, check_config, check_data, run_dir, train_and_evaluate
 
 EXECUTORS = ("local", "ray")
 
@@ -77,7 +77,8 @@ def run_bench(configs: Sequence[RunConfig], *, output_dir: Path, progress: Progr
               ray_address: str | None = None, command: str | None = None) -> BenchOutcome:
     """Run every config of a bench not done yet (see the module docstring); returns what this process saw.
 
-    Every config's registry names are checked before the first run starts. ``rerun``: train again runs
+    Every config's registry names, and with the local executor the data folders of every run still to train,
+    are checked before the first run starts and before anything is written. ``rerun``: train again runs
     finished before this bench started. ``resume``: as ``train --resume`` (a bench resumes an interrupted
     run anyway). ``ray_address``: a Ray cluster to join (``auto``, ``ray://host:10001``); default: start a
     local one. ``command``: the bench's command line, kept in the record of every run it trains.
@@ -87,6 +88,9 @@ def run_bench(configs: Sequence[RunConfig], *, output_dir: Path, progress: Progr
     configs = [cfg.with_name() for cfg in configs]
     for cfg in configs:
         check_config(cfg)
+    for cfg in configs:  # the data of every run still to train, before the folder and the store are made
+        if executor == "local" and (rerun or not (run_dir(cfg, output_dir) / RECORD_FILE).exists()):
+            check_data(cfg, output_dir)  # (on Ray the data folders need only exist where the runs train)
     output_dir = ensure_writable_dir(output_dir)
     with ResultsStore(output_dir) as store:
         ctx = BenchContext(store=store, output_dir=output_dir, progress=progress or NullProgress(), rerun=rerun,

@@ -19,7 +19,7 @@ from typing import Any, get_type_hints
 
 from wsolbench.config.axes import AxisConfig, build_axis
 from wsolbench.errors import ConfigError
-from wsolbench.structs import EVAL_RESOLUTION
+from wsolbench.structs import EVAL_RESOLUTION, check_threshold_step
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -231,7 +231,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _check(16 <= self.resolution <= 2048, f"eval.resolution must be in [16, 2048], got {self.resolution}")
-        _check(0.0 < self.threshold_step <= 0.5, f"eval.threshold_step must be in (0, 0.5], got {self.threshold_step}")
+        check_threshold_step(self.threshold_step, "eval.threshold_step")
         _check(len(self.iou_thresholds) >= 1 and all(0 < t <= 100 for t in self.iou_thresholds),
                f"eval.iou_thresholds must be percentages in (0, 100], got {self.iou_thresholds}")
         _check(50 in self.iou_thresholds, "eval.iou_thresholds must include 50 (MaxBoxAcc and Top-1 Loc use IoU 0.5)")

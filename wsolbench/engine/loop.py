@@ -1,10 +1,11 @@
-"""The epoch loop with its callbacks: step and epoch checkpoints, best-on-val, TensorBoard.
+"""The epoch loop with its callbacks: step and epoch checkpoints, best-on-val, TensorBoard, a line per epoch.
 
 :func:`fit` trains from a :class:`~wsolbench.engine.state.TrainingState` to the last
 epoch. After each epoch the callbacks run in order on the epoch's history row
 (``on_epoch_end``); every ``checkpoint_every`` steps ``on_step`` runs. A callback
 never changes what is trained, only what is saved or logged, except that
-:class:`BestOnVal` adds ``val_score`` to the row.
+:class:`BestOnVal` adds ``val_score`` to the row (which :class:`EpochLog`, after
+it, reports).
 """
 
 from __future__ import annotations
@@ -96,6 +97,27 @@ class TensorBoard(Callback):
 
     def close(self) -> None:
         self.writer.close()
+
+
+class EpochLog(Callback):
+    """One line per finished epoch through ``log`` (the progress protocol's: stderr in the CLI), e.g.
+    ``cam-ce: epoch 2/5  loss 0.8123  train top-1 71.2 %  lr 0.01  val MaxBoxAcc 55.3 %  12.4 s``: the
+    epoch's mean training loss, training top-1 and last learning rate, the val score when a callback before
+    this one added it (``val_name()`` names it), and the epoch's training seconds."""
+
+    def __init__(self, log: Callable[[str], None], *, name: str, epochs: int,
+                 val_name: Callable[[], str] = lambda: "score", enabled: bool = True) -> None:
+        self.log, self.name, self.epochs, self.val_name, self.enabled = log, name, epochs, val_name, enabled
+
+    def on_epoch_end(self, state: TrainingState, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        parts = [f"{self.name}: epoch {row['epoch']}/{self.epochs}", f"loss {row['loss']:.4f}",
+                 f"train top-1 {row['top1']:.1f} %", f"lr {row['lr']:.3g}"]
+        if "val_score" in row:
+            parts.append(f"val {self.val_name()} {row['val_score']:.1f} %")
+        parts.append(f"{row['seconds']:.1f} s")
+        self.log("  ".join(parts))
 
 
 def fit(model: nn.Module, loader: DataLoader, sampler: EpochSampler, *, state: TrainingState,

@@ -104,6 +104,15 @@ def val_score(ev: SplitEvaluation, cfg: EvalConfig) -> float:
     return float(ev.classification.top1)
 
 
+def val_score_name(ev: SplitEvaluation, cfg: EvalConfig) -> str:
+    """What :func:`val_score` measures on ``ev``, as a metric key of the table (percent)."""
+    if ev.boxes is not None:
+        return "MaxBoxAcc" if cfg.loc_contours == "largest" else "MaxBoxAcc (all contours)"
+    if ev.class_masks is not None:
+        return "mPxAP"
+    return "PxAP" if ev.masks is not None else "top1"
+
+
 def outcome_arrays(ev: SplitEvaluation, chosen: dict[str, Any] | None, cfg: EvalConfig) -> dict[str, np.ndarray]:
     """A split's per-image outcomes as flat arrays (the ``outcomes-<split>.npz`` beside a record).
 

@@ -84,7 +84,7 @@ from wsolbench.scoremaps.groundtruth import (
     check_ground_truth_options,
     load_ground_truth,
 )
-from wsolbench.structs import EVAL_RESOLUTION, LOC_IOU, MASK_IGNORE
+from wsolbench.structs import EVAL_RESOLUTION, LOC_IOU, MASK_IGNORE, check_threshold_step
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -126,9 +126,7 @@ def _check_options(threshold_step: float, resolution: int, batch_size: int) -> n
         raise ConfigError(f"--resolution must be an integer >= 2, got {resolution!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ConfigError(f"--batch-size must be a positive integer, got {batch_size!r}")
-    if not (isinstance(threshold_step, (int, float)) and 0 < threshold_step < 1):
-        raise ConfigError(f"--threshold-step must be in (0, 1), got {threshold_step!r}")
-    return cam_thresholds(threshold_step)
+    return cam_thresholds(check_threshold_step(threshold_step, "--threshold-step"))
 
 
 def _check_workers(workers: int | None) -> int:

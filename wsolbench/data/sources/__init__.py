@@ -37,8 +37,10 @@ from typing import Any
 
 from wsolbench.data.sources.common import (
     DERIVED_DIR,
+    ROOT_OPTION,
     SOURCES,
     Conversion,
+    RootLayoutError,
     Source,
     SourceOption,
     common_root,
@@ -54,8 +56,8 @@ from wsolbench.progress import NullProgress, Progress
 # Importing the converter modules registers them.
 from wsolbench.data.sources import cub, imagenet, metadata, openimages, pet, voc  # noqa: E402,F401  isort: skip
 
-__all__ = ["SOURCES", "Conversion", "DataProblems", "Problem", "Problems", "Source", "SourceOption",
-           "register_source", "prepare", "prepare_source", "split_summary", "class_counts"]
+__all__ = ["SOURCES", "Conversion", "DataProblems", "Problem", "Problems", "RootLayoutError", "Source", "SourceOption",
+           "register_source", "prepare", "prepare_source", "check_source_root", "split_summary", "class_counts"]
 
 
 def _jsonable(value: Any) -> Any:
@@ -83,7 +85,7 @@ def _check_out(out: Path) -> None:
 
 
 def prepare(dataset: str, *, root: str | Path, out: str | Path, options: Mapping[str, Any] | None = None,
-            progress: Progress | None = None, jobs: int | None = None) -> Manifest:
+            progress: Progress | None = None, jobs: int | None = None, root_option: str = ROOT_OPTION) -> Manifest:
     """Convert the raw dataset under ``root`` with converter ``dataset``; write the manifest to ``out``.
 
     ``options`` are the converter's own (``SOURCES.get(dataset).options``), by
@@ -95,12 +97,15 @@ def prepare(dataset: str, *, root: str | Path, out: str | Path, options: Mapping
     The converter checks every file in one pass (:mod:`.problems`): when it found
     any problem, :class:`~.problems.DataProblems` lists them all and nothing is
     written (``out`` keeps an earlier manifest and its derived masks as they were).
+
+    ``root_option``: the option ``root`` came from, named in the errors about it (``--root`` for ``data
+    prepare``, ``--data-root`` for a run's ``data.root``).
     """
     source = SOURCES.get(dataset)
     opts = source.resolve_options(options)
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise ConfigError(f"--root {root} is not a folder (the raw {dataset} dataset, as its publisher ships it)")
+        raise _not_a_folder(root_option, root, dataset)
     out = Path(out).expanduser().absolute()
     _check_out(out)
     progress = progress or NullProgress()
@@ -109,6 +114,8 @@ def prepare(dataset: str, *, root: str | Path, out: str | Path, options: Mapping
         try:
             conversion = source.convert(root, out, progress=progress, jobs=jobs or default_jobs(),
                                         problems=problems, **opts)
+        except RootLayoutError as exc:
+            raise exc.from_option(root_option) from None
         except (ConfigError, ManifestError, DataError) as exc:
             if not problems or isinstance(exc, DataProblems):
                 raise
@@ -168,34 +175,58 @@ def write_conversion(conversion: Conversion, out: Path, *, info: Mapping[str, An
 
 
 def prepare_source(dataset: str, *, root: str | Path, data_dir: str | Path,
-                   options: Mapping[str, Any] | None = None, progress: Progress | None = None) -> Path:
+                   options: Mapping[str, Any] | None = None, progress: Progress | None = None,
+                   root_option: str = "--data-root") -> Path:
     """The manifest folder of ``dataset`` under ``data_dir``: converted once, then reused.
 
     The folder is ``<data_dir>/<dataset>-<hash>``, the hash of (dataset, converter
     version, resolved root, options). A folder whose manifest records exactly that
     source is reused as is; anything else is converted again. Raw files edited
     after a conversion are not noticed: run ``wsolbench data prepare`` (or delete
-    the folder) to redo it.
+    the folder) to redo it. ``root_option``: as in :func:`prepare` (a run's root is its ``data.root``,
+    ``--data-root`` on the command line).
     """
-    from wsolbench.config import stable_hash
-
-    source = SOURCES.get(dataset)
-    opts = source.resolve_options(options)
+    out, reusable, opts = _converted(dataset, root=root, data_dir=data_dir, options=options)
+    if reusable:
+        return out
     root_path = Path(root).expanduser().resolve()
-    key = _source_key(source, root_path, opts)
-    out = Path(data_dir) / f"{dataset}-{stable_hash(key, 8)}"
-    if (out / MANIFEST_FILE).is_file():
-        try:
-            if dict(load_manifest(out).info).get("source") == json.loads(json.dumps(key)):
-                return out
-        except ManifestError:
-            pass
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out.parent}: {exc.strerror}") from None
-    prepare(dataset, root=root_path, out=out, options=opts, progress=progress)
+    prepare(dataset, root=root_path, out=out, options=opts, progress=progress, root_option=root_option)
     return out
+
+
+def _converted(dataset: str, *, root: str | Path, data_dir: str | Path,
+               options: Mapping[str, Any] | None) -> tuple[Path, bool, dict[str, Any]]:
+    """``(folder, reusable, resolved options)``: where :func:`prepare_source` keeps the conversion of ``root``
+    under ``data_dir``, and whether a manifest there records exactly that source."""
+    from wsolbench.config import stable_hash
+
+    source = SOURCES.get(dataset)
+    opts = source.resolve_options(options)
+    key = _source_key(source, Path(root).expanduser().resolve(), opts)
+    out = Path(data_dir) / f"{dataset}-{stable_hash(key, 8)}"
+    if (out / MANIFEST_FILE).is_file():
+        try:
+            return out, dict(load_manifest(out).info).get("source") == json.loads(json.dumps(key)), opts
+        except ManifestError:
+            pass
+    return out, False, opts
+
+
+def check_source_root(dataset: str, *, root: str | Path, data_dir: str | Path,
+                      options: Mapping[str, Any] | None = None, root_option: str = "--data-root") -> None:
+    """What :func:`prepare_source` would refuse first, found before anything is written: ConfigError when
+    ``root`` is not a folder and no earlier conversion of it under ``data_dir`` can be reused."""
+    if Path(root).expanduser().is_dir() or _converted(dataset, root=root, data_dir=data_dir, options=options)[1]:
+        return
+    raise _not_a_folder(root_option, Path(root).expanduser().resolve(), dataset)
+
+
+def _not_a_folder(root_option: str, root: Path, dataset: str) -> ConfigError:
+    return ConfigError(f"{root_option} {root} is not a folder (the raw {dataset} dataset, as its publisher ships it)")
 
 
 # --------------------------------------------------------------------------- summaries

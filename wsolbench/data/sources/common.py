@@ -49,6 +49,22 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LIST_MAX = 5
 #: The sub-folder of a manifest folder that holds files a converter derived (merged masks).
 DERIVED_DIR = "masks"
+#: The option the raw folder comes from in ``wsolbench data prepare``; a run's is ``--data-root`` (data.root).
+ROOT_OPTION = "--root"
+
+
+class RootLayoutError(ManifestError):
+    """The raw folder is not laid out as the converter expects (``found``: what is wrong, ``expected``: what
+    the folder must be). The message names the option the folder came from: :data:`ROOT_OPTION` unless
+    :func:`~wsolbench.data.sources.prepare` was told another (:meth:`from_option`)."""
+
+    def __init__(self, root: Path, found: str, expected: str, option: str = ROOT_OPTION) -> None:
+        super().__init__(f"{option} {root}: {found}; {option} must {expected}")
+        self.root, self.found, self.expected, self.option = root, found, expected, option
+
+    def from_option(self, option: str) -> RootLayoutError:
+        """The same error, naming ``option`` as where the folder came from."""
+        return RootLayoutError(self.root, self.found, self.expected, option)
 
 
 @dataclass(frozen=True)

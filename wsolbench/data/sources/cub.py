@@ -51,6 +51,7 @@ from wsolbench.data.sources.common import (
     DataProblems,
     Problem,
     Problems,
+    RootLayoutError,
     SourceOption,
     check_mask_file,
     holdout,
@@ -62,7 +63,7 @@ from wsolbench.data.sources.common import (
     usable_sizes,
 )
 from wsolbench.data.sources.wsolevaluation import CLASS_LABELS, IMAGE_IDS, read_metadata_split
-from wsolbench.errors import ConfigError, ManifestError
+from wsolbench.errors import ConfigError
 from wsolbench.imageio import read_soft_mask
 from wsolbench.manifest import Sample
 from wsolbench.progress import Progress
@@ -76,8 +77,8 @@ def _find_root(root: Path) -> Path:
         return root
     if (root / "CUB_200_2011" / "images.txt").is_file():
         return root / "CUB_200_2011"
-    raise ManifestError(f"{root}: no images.txt; --root must be the CUB_200_2011 folder (images.txt, "
-                        "image_class_labels.txt, train_test_split.txt, bounding_boxes.txt, classes.txt, images/)")
+    raise RootLayoutError(root, "no images.txt", "be the CUB_200_2011 folder (images.txt, image_class_labels.txt, "
+                          "train_test_split.txt, bounding_boxes.txt, classes.txt, images/) or hold it")
 
 
 def _by_id(path: Path, columns: list[str], problems: Problems, *, parse: Callable[[list[str], str | None], Any],

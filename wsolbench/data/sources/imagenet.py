@@ -52,6 +52,7 @@ from wsolbench.data.sources.common import (
     BoxCheck,
     Conversion,
     Problems,
+    RootLayoutError,
     SourceOption,
     holdout,
     list_images,
@@ -80,8 +81,7 @@ def _image_root(root: Path) -> Path:
         return root
     if (root / KAGGLE_IMAGES / "train").is_dir():
         return root / KAGGLE_IMAGES
-    raise ManifestError(f"{root}: no train/ folder; --root must hold train/<wnid>/ and val/ (or Kaggle's "
-                        f"{KAGGLE_IMAGES}/)")
+    raise RootLayoutError(root, "no train/ folder", f"hold train/<wnid>/ and val/ (or Kaggle's {KAGGLE_IMAGES}/)")
 
 
 def _wnids(image_root: Path, root: Path, problems: Problems) -> tuple[str, ...]:

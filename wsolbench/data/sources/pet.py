@@ -41,6 +41,7 @@ import numpy as np
 from wsolbench.data.sources.common import (
     Conversion,
     Problems,
+    RootLayoutError,
     SourceOption,
     foreground_box,
     format_items,
@@ -50,7 +51,7 @@ from wsolbench.data.sources.common import (
     register_source,
     to_number,
 )
-from wsolbench.errors import DataError, ManifestError
+from wsolbench.errors import DataError
 from wsolbench.imageio import TRIMAP_BACKGROUND, TRIMAP_FOREGROUND, TRIMAP_IGNORE, read_index_mask
 from wsolbench.manifest import Sample
 from wsolbench.progress import Progress
@@ -63,8 +64,8 @@ def _find_root(root: Path) -> Path:
     for candidate in (root, root / "oxford-iiit-pet"):
         if (candidate / "images").is_dir() and (candidate / "annotations").is_dir():
             return candidate
-    raise ManifestError(f"{root}: no images/ and annotations/; --root must hold both (the two Oxford-IIIT Pet "
-                        "tarballs extracted side by side)")
+    raise RootLayoutError(root, "no images/ and annotations/", "hold both (the two Oxford-IIIT Pet tarballs "
+                          "extracted side by side)")
 
 
 def _read_list(path: Path, problems: Problems) -> list[tuple[int, str, int]]:

@@ -51,6 +51,7 @@ from wsolbench.data.sources.common import (
     BoxCheck,
     Conversion,
     Problems,
+    RootLayoutError,
     SourceOption,
     format_items,
     holdout_count,
@@ -61,7 +62,7 @@ from wsolbench.data.sources.common import (
     usable_sizes,
 )
 from wsolbench.data.sources.problems import fmt_box
-from wsolbench.errors import ConfigError, DataError, ManifestError
+from wsolbench.errors import ConfigError, DataError
 from wsolbench.imageio import read_index_mask
 from wsolbench.manifest import Sample
 from wsolbench.progress import Progress
@@ -77,8 +78,7 @@ def _find_root(root: Path) -> Path:
     for candidate in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
         if (candidate / "JPEGImages").is_dir() and (candidate / "Annotations").is_dir():
             return candidate
-    raise ManifestError(f"{root}: no JPEGImages/ and Annotations/; --root must be VOCdevkit/VOC2012 (or a "
-                        "folder holding it)")
+    raise RootLayoutError(root, "no JPEGImages/ and Annotations/", "be VOCdevkit/VOC2012 (or a folder holding it)")
 
 
 def _ids(path: Path, problems: Problems) -> list[str]:
