@@ -186,6 +186,19 @@ def test_a_data_root_of_another_layout_names_the_flag_it_came_from(tmp_path):
     assert missing.startswith(f"error: --root {tmp_path / 'nope'} is not a folder")
 
 
+@pytest.mark.parametrize("command", ["train", "bench"])
+@pytest.mark.parametrize(("dataset", "found"), [("cub", "no images.txt"), ("pet", "no images/ and annotations/"),
+                                                ("voc", "no JPEGImages/ and Annotations/"),
+                                                ("imagenet", "no train/ folder")])
+def test_a_data_root_of_another_layout_is_found_before_the_output_folder_is_made(tmp_path, command, dataset, found):
+    raw = tmp_path / "raw"
+    (raw / "something").mkdir(parents=True)
+    out = tmp_path / "runs"
+    line = error_line(invoke(command, *TINY, "--dataset", dataset, "--data-root", raw, "--output-dir", out))
+    assert line.startswith(f"error: --data-root {raw}: {found}; --data-root must "), line
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("args", [
     ["train", "--set", "optim.lr=-1"],
     ["bench", "--set", "optim.lr=-1"],

@@ -9,7 +9,6 @@ prints one line saying what was kept and how to continue, and exits with 130.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import shlex
 import sys
@@ -315,7 +314,7 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
     objectives x seeds 0,1,2, one torch thread per run (deterministic: it reproduces
     leaderboards/default-bench) and two worker processes where there are two cores.
     """
-    from wsolbench.bench import axes_from_sets, grid_configs, read_grid_file
+    from wsolbench.bench import axes_from_sets, grid_configs, name_by_dataset, read_grid_file
 
     grid = read_grid_file(grid_path) if grid_path is not None else None
     flag_axes = axes_from_sets(sets)
@@ -338,7 +337,7 @@ def bench(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
                         threads=threads)
         expanded = grid_configs(base, grid=grid, flag_axes=flag_axes, default_axes=default_axes)
         if default_bench:  # two datasets under one name scheme: say which in the run name
-            expanded = [dataclasses.replace(c, name=f"{c.data.dataset}-{c.name}") for c in expanded]
+            expanded = name_by_dataset(expanded)
         configs += expanded
     _execute(configs, output_dir, dry_run=dry_run, progress=progress, rerun=rerun, resume=resume,
              executor=executor, ray_address=ray_address, workers=1 if workers is None else workers,
@@ -417,6 +416,7 @@ def sweep(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
     is the built-in sweep: both built-in datasets, KL-uniform (plain and with normalize_loss_scale) and label
     smoothing through their strengths, seeds 0, 1 (wsolbench sweep --preset entropy --dry-run lists the runs).
     """
+    from wsolbench.bench import name_by_dataset
     from wsolbench.bench.sweep import SWEEP_PRESETS, lines_from_flags, sweep_configs, with_fixed
     from wsolbench.metrics.table import metric as metric_entry
 
@@ -439,7 +439,7 @@ def sweep(preset: str | None, config_path: Path | None, sets: tuple[str, ...], o
         expanded = sweep_configs(base, lines, seeds=seed_list, baseline=baseline,
                                  axes={"method.name": method_names} if method_names else None)
         if named is not None and len(named.presets) > 1:  # several datasets under one name scheme: say which
-            expanded = [dataclasses.replace(c, name=f"{c.data.dataset}-{c.name}") for c in expanded]
+            expanded = name_by_dataset(expanded)
         configs += expanded
 
     def after(frame: Any) -> None:

@@ -81,6 +81,12 @@ def expand_grid(base: RunConfig, axes: Mapping[str, Sequence[Any]]) -> list[RunC
     return configs
 
 
+def name_by_dataset(configs: Sequence[RunConfig]) -> list[RunConfig]:
+    """``configs`` with the dataset before each run name (``digits-ce``): for runs of several datasets made
+    under one name scheme, so that their names do not collide."""
+    return [dataclasses.replace(c, name=f"{c.data.dataset}-{c.name}") for c in configs]
+
+
 def bench_configs(base: RunConfig, objectives: Sequence[str] = BENCH_OBJECTIVES, *,
                   methods: Sequence[str] | None = None, objective_params: Mapping[str, Any] | None = None,
                   method_params: Mapping[str, Any] | None = None) -> list[RunConfig]:

@@ -218,11 +218,20 @@ def _converted(dataset: str, *, root: str | Path, data_dir: str | Path,
 
 def check_source_root(dataset: str, *, root: str | Path, data_dir: str | Path,
                       options: Mapping[str, Any] | None = None, root_option: str = "--data-root") -> None:
-    """What :func:`prepare_source` would refuse first, found before anything is written: ConfigError when
-    ``root`` is not a folder and no earlier conversion of it under ``data_dir`` can be reused."""
-    if Path(root).expanduser().is_dir() or _converted(dataset, root=root, data_dir=data_dir, options=options)[1]:
+    """What :func:`prepare_source` would refuse first, found before anything is written, unless an earlier
+    conversion of ``root`` under ``data_dir`` can be reused: ConfigError when ``root`` is not a folder,
+    RootLayoutError (naming ``root_option``) when it is not laid out as the converter reads it."""
+    if _converted(dataset, root=root, data_dir=data_dir, options=options)[1]:
         return
-    raise _not_a_folder(root_option, Path(root).expanduser().resolve(), dataset)
+    folder = Path(root).expanduser().resolve()
+    if not folder.is_dir():
+        raise _not_a_folder(root_option, folder, dataset)
+    find_root = SOURCES.get(dataset).find_root
+    if find_root is not None:
+        try:
+            find_root(folder)
+        except RootLayoutError as exc:
+            raise exc.from_option(root_option) from None
 
 
 def _not_a_folder(root_option: str, root: Path, dataset: str) -> ConfigError:

@@ -122,6 +122,9 @@ class Source:
     summary: str
     #: Bump when the manifests the converter writes change; cached conversions are then redone.
     version: int = 1
+    #: The raw folder's layout check (``root -> the folder the converter reads``, RootLayoutError when the layout
+    #: is wrong), run before anything is written for a run; None for converters that check as they read.
+    find_root: Callable[[Path], Path] | None = None
 
     def resolve_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
         """Every declared option, defaults filled; ConfigError names an unknown one."""
@@ -159,13 +162,14 @@ HEADERS_ONLY = SourceOption("headers_only", "flag", "Read only each image's head
                             "(wsolbench data verify decodes every image).", default=False)
 
 
-def register_source(name: str, *, summary: str, options: Sequence[SourceOption] = (),
-                    version: int = 1) -> Callable[[Callable[..., Conversion]], Callable[..., Conversion]]:
+def register_source(name: str, *, summary: str, options: Sequence[SourceOption] = (), version: int = 1,
+                    find_root: Callable[[Path], Path] | None = None,
+                    ) -> Callable[[Callable[..., Conversion]], Callable[..., Conversion]]:
     """Register ``convert`` under ``name`` (decorator); the function itself is returned unchanged."""
 
     def decorator(convert: Callable[..., Conversion]) -> Callable[..., Conversion]:
         SOURCES.register(name)(Source(name=name, convert=convert, options=tuple(options), summary=summary,
-                                      version=version))
+                                      version=version, find_root=find_root))
         return convert
 
     return decorator

@@ -139,6 +139,7 @@ def _by_id(path: Path, columns: list[str], problems: Problems, *, parse: Callabl
         HEADERS_ONLY,
     ),
     version=2,
+    find_root=_find_root,
 )
 def convert_cub(root: Path, out: Path, *, progress: Progress, jobs: int, problems: Problems,
                 cubv2: Path | None = None, cubv2_metadata: Path | None = None, segmentations: Path | None = None,

@@ -152,6 +152,7 @@ def _read_csv(path: Path, problems: Problems) -> dict[str, list[_Object]]:
         HEADERS_ONLY,
     ),
     version=2,
+    find_root=_image_root,
 )
 def convert_imagenet(root: Path, out: Path, *, progress: Progress, jobs: int, problems: Problems,
                      val_annotations: Path | None = None, imagenetv2_metadata: Path | None = None,

@@ -113,6 +113,7 @@ def _trimap_box(path: Path, width: int, height: int) -> tuple[tuple[float, float
                      default=VAL_PER_CLASS),
         SourceOption("seed", "int", "Seed of the val hold-out.", default=0),
     ),
+    find_root=_find_root,
 )
 def convert_pet(root: Path, out: Path, *, progress: Progress, jobs: int, problems: Problems,
                 val_per_class: int = VAL_PER_CLASS, seed: int = 0) -> Conversion:

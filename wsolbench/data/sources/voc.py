@@ -108,6 +108,7 @@ def _ids(path: Path, problems: Problems) -> list[str]:
         HEADERS_ONLY,
     ),
     version=2,
+    find_root=_find_root,
 )
 def convert_voc(root: Path, out: Path, *, progress: Progress, jobs: int, problems: Problems, val_size: int = VAL_SIZE,
                 seed: int = 0, train_list: str = "auto", clip_boxes: bool = False,
