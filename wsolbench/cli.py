@@ -190,23 +190,10 @@ def _resolve(preset: str | None, config_path: Path | None, sets: tuple[str, ...]
 
 
 def _print_leaderboard(frame: Any, *, sort_by: str = "MaxBoxAccV2", baseline: str | None = "ce") -> None:
-    """The compact aggregated leaderboard (the tables of leaderboard.md) on the console."""
-    from rich.console import Console
-    from rich.table import Table
+    """The compact aggregated leaderboard (the tables of leaderboard.md) on the console, narrowed to fit it."""
+    from wsolbench.report.terminal import print_leaderboard
 
-    from wsolbench.report.leaderboard import compact_table, groups_of, with_units
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)
-    for title, rows in groups_of(frame):
-        shown = with_units(compact_table(rows, sort_by=sort_by, baseline=baseline))
-        table = Table(title=f"wsolbench leaderboard {title} (test split, %, mean ± std over seeds)".replace("  ", " "))
-        for col in shown.columns:
-            table.add_column(col, justify="left" if col == "setting" else "right")
-        for _, row in shown.iterrows():
-            table.add_row(*[str(v) for v in row])
-        console.print(table)
+    print_leaderboard(frame, sort_by=sort_by, baseline=baseline)
 
 
 def _write_reports(records: list[Any], output_dir: Path, command: str, *, baseline: str | None = "ce",
