@@ -23,3 +23,11 @@ def test_records_and_reports_import_without_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_cli_starts_without_torch():
+    """``evaluate-cams`` and ``leaderboard`` need no torch: loading the CLI (its options read the sweep presets)
+    must not import it (3.4 s and 700 MB of start-up when it did)."""
+    code = "import sys; import wsolbench.cli, wsolbench.bench.sweep; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

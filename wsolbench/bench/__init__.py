@@ -1,11 +1,34 @@
-"""Benches: expanding a grid of axes into runs, the results store with run claims, and executors (local, Ray)."""
+"""Benches: expanding a grid of axes into runs, the results store with run claims, and executors (local, Ray).
 
-from wsolbench.bench.executor import EXECUTORS, BenchOutcome, grid_records, report_lock, run_bench
-from wsolbench.bench.grid import bench_configs, expand_grid, name_by_dataset
-from wsolbench.bench.gridfile import GridFile, axes_from_sets, grid_configs, read_grid_file
-from wsolbench.bench.plan import Plan, plan_bench, plan_lines
-from wsolbench.bench.store import ResultsStore
+The names below load their module on first use (PEP 562), so that the grid and sweep definitions the CLI
+reads when it starts (``wsolbench.bench.sweep``) do not import the executor, hence the runner and torch:
+``wsolbench evaluate-cams`` and ``wsolbench leaderboard`` start without them.
+"""
 
-__all__ = ["EXECUTORS", "BenchOutcome", "GridFile", "Plan", "ResultsStore", "axes_from_sets", "bench_configs",
-           "expand_grid", "grid_configs", "grid_records", "name_by_dataset", "plan_bench", "plan_lines",
-           "read_grid_file", "report_lock", "run_bench"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "EXECUTORS": "executor", "BenchOutcome": "executor", "grid_records": "executor", "report_lock": "executor",
+    "run_bench": "executor",
+    "bench_configs": "grid", "expand_grid": "grid", "name_by_dataset": "grid",
+    "GridFile": "gridfile", "axes_from_sets": "gridfile", "grid_configs": "gridfile", "read_grid_file": "gridfile",
+    "Plan": "plan", "plan_bench": "plan", "plan_lines": "plan",
+    "ResultsStore": "store",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
